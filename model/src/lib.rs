@@ -1,0 +1,29 @@
+//! lifeboat's shared model: pure, deterministic, no I/O, no runtime, no wall clock.
+//!
+//! Code map:
+//! - [`time`], [`ids`]: milliseconds and names.
+//! - [`profile`]: the protocols (`opentrident-v1`, `fenced`) and their timings.
+//! - [`node`]: the node state machine; steps from inputs to effects.
+//! - [`proto`]: requests and responses between nodes and services.
+//! - [`lease`]: the lease store (etcd semantics) and OpenTrident's lock file.
+//! - [`telegram`]: Telegram Bot API semantics (offsets, long polls, 409).
+//! - [`snapshot`], [`v1`], [`bootstrap`]: the signed snapshot chain, OpenTrident's v1
+//!   format, the bootstrap manifest.
+//! - [`history`], [`check`]: observable events and the eight invariant checkers.
+//! - [`backend`], [`scenario`], [`drill`]: the backend trait, scenario files and the
+//!   drill runner that drives any backend.
+#![deny(missing_docs)]
+
+pub mod bootstrap;
+pub mod history;
+pub mod ids;
+pub mod lease;
+pub mod profile;
+pub mod proto;
+pub mod snapshot;
+pub mod telegram;
+pub mod time;
+pub mod v1;
+
+pub use ids::{Endpoint, NodeId};
+pub use time::Millis;

@@ -1,0 +1,599 @@
+//! The signed snapshot chain: create, verify and restore.
+//!
+//! Each manifest names its parent by id *and* digest, carries a version bound to the
+//! publisher's fencing token, an expiry, and a hash and size for every file; the ed25519
+//! signature covers all of it with the payload type bound in (DSSE's pre-authentication
+//! encoding), so no field can be swapped for another message's. Verification pins the
+//! trusted key from the bootstrap manifest and refuses rollback below the highest version
+//! the verifier has persisted, forks, expired heads, unsafe paths and any byte that does not
+//! match. This is TUF's lesson applied to one chain.
+
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The payload type bound into every signature.
+pub const PAYLOAD_TYPE: &str = "application/vnd.lifeboat.snapshot+json;version=1";
+
+/// The hash and size of one file in a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// SHA-256 of the file's bytes, lower-case hex.
+    pub sha256: String,
+    /// The file's size in bytes.
+    pub bytes: u64,
+}
+
+/// A link to the parent snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    /// The parent's id.
+    pub id: String,
+    /// [`digest`] of the parent's signed manifest.
+    pub digest: String,
+}
+
+/// What a snapshot says about itself; every field is signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `snap-<version>-<first 8 hex of the content digest>`.
+    pub id: String,
+    /// Monotonic version: the parent's plus one, starting at 1.
+    pub version: u64,
+    /// The parent, absent for the first snapshot.
+    pub parent: Option<ParentRef>,
+    /// The fencing token of the leader that published it.
+    pub token: u64,
+    /// When it was made (the publisher's wall clock, ms since the epoch).
+    pub created_at: Millis,
+    /// After this, a head is refused as expired (the freeze attack).
+    pub expires_at: Millis,
+    /// Every file, by relative path.
+    pub files: BTreeMap<String, FileEntry>,
+    /// The signing key's id ([`TrustedKey::key_id`]).
+    pub key_id: String,
+}
+
+/// A manifest with its signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedManifest {
+    /// The signed content.
+    pub manifest: Manifest,
+    /// Base64 ed25519 signature over the DSSE pre-authentication encoding of
+    /// [`PAYLOAD_TYPE`] and the canonical JSON of `manifest`.
+    pub signature: String,
+}
+
+/// A manifest and the files it names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    /// The signed manifest.
+    pub manifest: SignedManifest,
+    /// The files' bytes, by relative path.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+/// A private signing key. Its `Debug` output never shows the key.
+#[derive(Clone)]
+pub struct SnapshotKey(ed25519_dalek::SigningKey);
+
+impl std::fmt::Debug for SnapshotKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SnapshotKey(key id {})", self.public().key_id())
+    }
+}
+
+/// A public key that verifiers pin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedKey(ed25519_dalek::VerifyingKey);
+
+/// Why a snapshot could not be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// A file path would escape the snapshot directory or is not a plain relative path.
+    #[error("unsafe path `{0}`: paths must be relative, use `/`, and contain no `..`, `.` or empty parts")]
+    UnsafePath(String),
+    /// The parent does not come before this snapshot.
+    #[error("{0}")]
+    BadParent(String),
+}
+
+/// Why a snapshot chain was refused. Each names the snapshot and what was expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The fetch returned no snapshot.
+    #[error("no snapshot to verify")]
+    Empty,
+    /// A signature does not verify against the pinned key.
+    #[error("snapshot {id}: signature does not verify against the trusted key {trusted}")]
+    BadSignature {
+        /// The snapshot.
+        id: String,
+        /// The pinned key's id.
+        trusted: String,
+    },
+    /// A manifest was signed by a key other than the pinned one.
+    #[error("snapshot {id}: signed by key {found}, but the trusted key is {trusted}")]
+    UntrustedKey {
+        /// The snapshot.
+        id: String,
+        /// The key id in the manifest.
+        found: String,
+        /// The pinned key's id.
+        trusted: String,
+    },
+    /// A link in the chain does not name its predecessor.
+    #[error("snapshot {id}: parent link broken: expected {expected}, found {found}")]
+    BrokenLink {
+        /// The snapshot.
+        id: String,
+        /// What the chain says the parent is.
+        expected: String,
+        /// What the manifest names.
+        found: String,
+    },
+    /// The head is older than what this verifier already trusted.
+    #[error("snapshot {id}: rollback: version {version} is below the highest version already trusted, {highest}")]
+    Rollback {
+        /// The snapshot.
+        id: String,
+        /// Its version.
+        version: u64,
+        /// The highest version this verifier has persisted.
+        highest: u64,
+    },
+    /// The chain disagrees with what this verifier trusted at the same version.
+    #[error("snapshot {id}: fork: version {version} has digest {found}, but {trusted} was trusted at that version")]
+    Fork {
+        /// The snapshot.
+        id: String,
+        /// The version.
+        version: u64,
+        /// The digest found now.
+        found: String,
+        /// The digest trusted before.
+        trusted: String,
+    },
+    /// The head has expired.
+    #[error("snapshot {id}: expired at {expires_at} ms, now {now} ms")]
+    Expired {
+        /// The snapshot.
+        id: String,
+        /// Its expiry.
+        expires_at: u64,
+        /// The verifier's time.
+        now: u64,
+    },
+    /// A path in the manifest or bundle is unsafe.
+    #[error("snapshot {id}: unsafe path `{path}`")]
+    UnsafePath {
+        /// The snapshot.
+        id: String,
+        /// The path.
+        path: String,
+    },
+    /// A file's bytes do not match the manifest.
+    #[error("snapshot {id}: file `{path}`: {what}")]
+    FileMismatch {
+        /// The snapshot.
+        id: String,
+        /// The file.
+        path: String,
+        /// What differs (hash, size, missing, unexpected).
+        what: String,
+    },
+    /// The id does not match the content.
+    #[error("snapshot {id}: {what}")]
+    Malformed {
+        /// The snapshot.
+        id: String,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// What a verifier remembers between runs (TUF: persist the highest version trusted).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustState {
+    /// The highest version trusted so far, and its manifest digest.
+    pub highest: Option<(u64, String)>,
+}
+
+/// The inputs of a verification.
+#[derive(Clone, Debug)]
+pub struct VerifyPolicy {
+    /// The pinned key, from the bootstrap manifest.
+    pub trusted: TrustedKey,
+    /// What this verifier trusted before.
+    pub state: TrustState,
+    /// The verifier's wall-clock time, for expiry.
+    pub now: Millis,
+}
+
+/// A verified snapshot: what a restore may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// Its id.
+    pub id: String,
+    /// Its version.
+    pub version: u64,
+    /// Its digest.
+    pub digest: String,
+    /// The trust state to persist after this verification.
+    pub state: TrustState,
+}
+
+impl SnapshotKey {
+    /// A key from 32 seed bytes (the sim derives them from its seed; the CLI from the OS).
+    pub fn from_seed(seed: [u8; 32]) -> SnapshotKey {
+        SnapshotKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+    /// The seed bytes, for writing a key file.
+    pub fn to_seed(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+    /// The matching public key.
+    pub fn public(&self) -> TrustedKey {
+        TrustedKey(self.0.verifying_key())
+    }
+    /// Signs raw bytes (used by the v1 format too).
+    pub fn sign_bytes(&self, msg: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.0.sign(msg).to_bytes()
+    }
+}
+
+impl TrustedKey {
+    /// The key as 64 hex characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0.to_bytes())
+    }
+    /// Parses 64 hex characters.
+    pub fn from_hex(text: &str) -> Result<TrustedKey, String> {
+        let bytes = hex::decode(text.trim()).map_err(|e| format!("trusted key is not hex: {e}"))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "trusted key must be 32 bytes (64 hex characters)".to_string())?;
+        ed25519_dalek::VerifyingKey::from_bytes(&arr)
+            .map(TrustedKey)
+            .map_err(|e| format!("trusted key is not a valid ed25519 key: {e}"))
+    }
+    /// A short id: the first 16 hex characters of the SHA-256 of the key.
+    pub fn key_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(self.0.to_bytes()))[..16].to_string()
+    }
+    /// Verifies a raw signature (used by the v1 format too).
+    pub fn verify_bytes(&self, msg: &[u8], sig: &[u8]) -> bool {
+        let Ok(sig) = ed25519_dalek::Signature::from_slice(sig) else {
+            return false;
+        };
+        self.0.verify_strict(msg, &sig).is_ok()
+    }
+}
+
+/// SHA-256 of bytes, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Whether a path is a safe relative path inside a bundle.
+pub fn is_safe_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && !path.contains('\0')
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
+/// The exact bytes an ed25519 signature covers: DSSE's pre-authentication encoding of the
+/// payload type and the canonical JSON of the manifest.
+pub fn signed_bytes(m: &Manifest) -> Vec<u8> {
+    // serde_json writes struct fields in declaration order and BTreeMap keys sorted, so
+    // this JSON is canonical for a given manifest.
+    let body = serde_json::to_vec(m).expect("a manifest always serializes");
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.extend_from_slice(b"DSSEv1 ");
+    out.extend_from_slice(PAYLOAD_TYPE.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(PAYLOAD_TYPE.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The digest that children use to name this manifest: SHA-256 over its signed bytes and
+/// signature.
+pub fn digest(m: &SignedManifest) -> String {
+    let mut bytes = signed_bytes(&m.manifest);
+    bytes.extend_from_slice(m.signature.as_bytes());
+    sha256_hex(&bytes)
+}
+
+/// The digest of a file map that the id's suffix is taken from: length-prefixed names and
+/// hashes, so no two different file maps share it (unlike OpenTrident's plain
+/// concatenation).
+fn content_digest(files: &BTreeMap<String, FileEntry>) -> String {
+    let mut bytes = Vec::new();
+    for (path, entry) in files {
+        for part in [path.as_bytes(), entry.sha256.as_bytes()] {
+            bytes.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(part);
+        }
+        bytes.extend_from_slice(&entry.bytes.to_be_bytes());
+    }
+    sha256_hex(&bytes)
+}
+
+/// Makes and signs the next snapshot of `files` on top of `parent`.
+pub fn create(
+    key: &SnapshotKey,
+    files: BTreeMap<String, Vec<u8>>,
+    parent: Option<&SignedManifest>,
+    token: u64,
+    now: Millis,
+    ttl: Millis,
+) -> Result<Bundle, SnapshotError> {
+    if let Some(bad) = files.keys().find(|p| !is_safe_path(p)) {
+        return Err(SnapshotError::UnsafePath(bad.clone()));
+    }
+    if let Some(p) = parent {
+        if token < p.manifest.token {
+            return Err(SnapshotError::BadParent(format!(
+                "fencing token {token} is below the parent's token {}",
+                p.manifest.token
+            )));
+        }
+    }
+    let entries: BTreeMap<String, FileEntry> = files
+        .iter()
+        .map(|(p, b)| {
+            (
+                p.clone(),
+                FileEntry {
+                    sha256: sha256_hex(b),
+                    bytes: b.len() as u64,
+                },
+            )
+        })
+        .collect();
+    let version = parent.map_or(1, |p| p.manifest.version + 1);
+    let manifest = Manifest {
+        id: format!("snap-{version}-{}", &content_digest(&entries)[..8]),
+        version,
+        parent: parent.map(|p| ParentRef {
+            id: p.manifest.id.clone(),
+            digest: digest(p),
+        }),
+        token,
+        created_at: now,
+        expires_at: now + ttl,
+        files: entries,
+        key_id: key.public().key_id(),
+    };
+    use base64::Engine;
+    let signature =
+        base64::engine::general_purpose::STANDARD.encode(key.sign_bytes(&signed_bytes(&manifest)));
+    Ok(Bundle {
+        manifest: SignedManifest {
+            manifest,
+            signature,
+        },
+        files,
+    })
+}
+
+fn check_signature(policy: &VerifyPolicy, m: &SignedManifest) -> Result<(), VerifyError> {
+    let id = &m.manifest.id;
+    let trusted = policy.trusted.key_id();
+    if m.manifest.key_id != trusted {
+        return Err(VerifyError::UntrustedKey {
+            id: id.clone(),
+            found: m.manifest.key_id.clone(),
+            trusted,
+        });
+    }
+    use base64::Engine;
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(&m.signature)
+        .unwrap_or_default();
+    if !policy
+        .trusted
+        .verify_bytes(&signed_bytes(&m.manifest), &sig)
+    {
+        return Err(VerifyError::BadSignature {
+            id: id.clone(),
+            trusted,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies `chain` (oldest first, ending with the head's own manifest) and the head's
+/// files, against the pinned key and what this verifier trusted before.
+///
+/// Every manifest's signature and key are checked, every parent link by id and digest,
+/// versions must rise by one, the head must not be expired, must not be below the
+/// highest version trusted, and must not disagree with a digest trusted at the same
+/// version; every file must be listed, safe and byte-exact.
+pub fn verify(
+    policy: &VerifyPolicy,
+    chain: &[SignedManifest],
+    head: &Bundle,
+) -> Result<Verified, VerifyError> {
+    let head_m = &head.manifest;
+    let Some(last) = chain.last() else {
+        return Err(VerifyError::Empty);
+    };
+    if last != head_m {
+        return Err(VerifyError::BrokenLink {
+            id: head_m.manifest.id.clone(),
+            expected: last.manifest.id.clone(),
+            found: head_m.manifest.id.clone(),
+        });
+    }
+    let mut prev: Option<&SignedManifest> = None;
+    for m in chain {
+        check_signature(policy, m)?;
+        let id = &m.manifest.id;
+        if let Some(bad) = m.manifest.files.keys().find(|p| !is_safe_path(p)) {
+            return Err(VerifyError::UnsafePath {
+                id: id.clone(),
+                path: bad.clone(),
+            });
+        }
+        let expected_id = format!(
+            "snap-{}-{}",
+            m.manifest.version,
+            &content_digest(&m.manifest.files)[..8]
+        );
+        if *id != expected_id {
+            return Err(VerifyError::Malformed {
+                id: id.clone(),
+                what: format!("id does not match its content, expected {expected_id}"),
+            });
+        }
+        match (prev, &m.manifest.parent) {
+            (None, None) => {
+                if m.manifest.version != 1 {
+                    return Err(VerifyError::BrokenLink {
+                        id: id.clone(),
+                        expected: "the chain's first snapshot (version 1)".into(),
+                        found: format!("version {} without a parent", m.manifest.version),
+                    });
+                }
+            }
+            (None, Some(p)) => {
+                return Err(VerifyError::BrokenLink {
+                    id: id.clone(),
+                    expected: "no parent (the chain starts here)".into(),
+                    found: p.id.clone(),
+                })
+            }
+            (Some(pm), link) => {
+                let want = ParentRef {
+                    id: pm.manifest.id.clone(),
+                    digest: digest(pm),
+                };
+                if link.as_ref() != Some(&want) {
+                    return Err(VerifyError::BrokenLink {
+                        id: id.clone(),
+                        expected: format!("{} ({})", want.id, &want.digest[..12]),
+                        found: link.as_ref().map_or("none".into(), |l| {
+                            format!("{} ({})", l.id, &l.digest[..l.digest.len().min(12)])
+                        }),
+                    });
+                }
+                if m.manifest.version != pm.manifest.version + 1 {
+                    return Err(VerifyError::BrokenLink {
+                        id: id.clone(),
+                        expected: format!("version {}", pm.manifest.version + 1),
+                        found: format!("version {}", m.manifest.version),
+                    });
+                }
+            }
+        }
+        if let Some((v, d)) = &policy.state.highest {
+            if m.manifest.version == *v && digest(m) != *d {
+                return Err(VerifyError::Fork {
+                    id: id.clone(),
+                    version: *v,
+                    found: digest(m),
+                    trusted: d.clone(),
+                });
+            }
+        }
+        prev = Some(m);
+    }
+    let hm = &head_m.manifest;
+    if let Some((v, _)) = &policy.state.highest {
+        if hm.version < *v {
+            return Err(VerifyError::Rollback {
+                id: hm.id.clone(),
+                version: hm.version,
+                highest: *v,
+            });
+        }
+    }
+    if policy.now > hm.expires_at {
+        return Err(VerifyError::Expired {
+            id: hm.id.clone(),
+            expires_at: hm.expires_at.0,
+            now: policy.now.0,
+        });
+    }
+    check_files(&hm.id, &hm.files, &head.files)?;
+    let d = digest(head_m);
+    Ok(Verified {
+        id: hm.id.clone(),
+        version: hm.version,
+        digest: d.clone(),
+        state: TrustState {
+            highest: Some((hm.version, d)),
+        },
+    })
+}
+
+/// Checks that `files` holds exactly the files `entries` lists, byte for byte.
+pub fn check_files(
+    id: &str,
+    entries: &BTreeMap<String, FileEntry>,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<(), VerifyError> {
+    let mismatch = |path: &str, what: String| VerifyError::FileMismatch {
+        id: id.to_string(),
+        path: path.to_string(),
+        what,
+    };
+    for path in files.keys() {
+        if !is_safe_path(path) {
+            return Err(VerifyError::UnsafePath {
+                id: id.to_string(),
+                path: path.clone(),
+            });
+        }
+        if !entries.contains_key(path) {
+            return Err(mismatch(path, "not listed in the signed manifest".into()));
+        }
+    }
+    for (path, entry) in entries {
+        let Some(bytes) = files.get(path) else {
+            return Err(mismatch(path, "listed in the manifest but missing".into()));
+        };
+        if bytes.len() as u64 != entry.bytes {
+            return Err(mismatch(
+                path,
+                format!("size {} bytes, manifest says {}", bytes.len(), entry.bytes),
+            ));
+        }
+        let found = sha256_hex(bytes);
+        if found != entry.sha256 {
+            return Err(mismatch(
+                path,
+                format!("sha256 {found}, manifest says {}", entry.sha256),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Restores a verified bundle into a fresh file map and checks the result again before
+/// it is used (restore into a fresh directory, then verify, then swap in).
+pub fn restore(head: &Bundle, verified: &Verified) -> Result<BTreeMap<String, Vec<u8>>, VerifyError> {
+    if head.manifest.manifest.id != verified.id {
+        return Err(VerifyError::Malformed {
+            id: head.manifest.manifest.id.clone(),
+            what: format!("restore asked for {}, bundle is another", verified.id),
+        });
+    }
+    let fresh: BTreeMap<String, Vec<u8>> = head.files.clone();
+    check_files(&verified.id, &head.manifest.manifest.files, &fresh)?;
+    Ok(fresh)
+}
