@@ -15,12 +15,16 @@
 #![deny(missing_docs)]
 
 pub mod bootstrap;
+pub mod fault;
+pub mod check;
 pub mod history;
 pub mod ids;
 pub mod lease;
+pub mod node;
 pub mod profile;
 pub mod proto;
 pub mod snapshot;
+pub mod store;
 pub mod telegram;
 pub mod time;
 pub mod v1;

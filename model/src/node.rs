@@ -1,0 +1,1373 @@
+//! The node: one state machine for both protocols, driven by inputs, emitting effects.
+//!
+//! A node never performs I/O and never reads a clock. A driver (the fast engine, the
+//! turmoil engine, the real node daemon) hands it an [`Input`] and a [`Clock`] reading and
+//! carries out the [`Effect`]s it returns: send a request, set a timer, report an event,
+//! exit. The same code therefore runs in a simulated world and on a real machine.
+//!
+//! What survives a process restart lives in [`Disk`]; everything else is rebuilt at boot.
+
+use crate::bootstrap::BootstrapManifest;
+use crate::history::{Event, Role};
+use crate::ids::NodeId;
+use crate::lease::{v1_instance_id, LockEntry, LockFileDoc};
+use crate::profile::{FencedParams, Profile, V1Params};
+use crate::proto::{
+    LeaseReq, LeaseResp, LockFileReq, LockFileResp, ReqId, Request, Response, StoreReq,
+    StoreResp, StoredBundle, TgReq, TgResp, Update,
+};
+use crate::snapshot::{self, SignedManifest, SnapshotKey, TrustState, TrustedKey, VerifyPolicy};
+use crate::time::Millis;
+use crate::v1;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The state file that carries the application's memory (and its version).
+pub const MEMORY_FILE: &str = "state/memory-v1.json";
+/// The state file the planner writes each cycle.
+pub const PLANNER_FILE: &str = "state/planner-v1.json";
+/// The identity files every snapshot carries.
+pub const IDENTITY_FILES: [&str; 3] = ["identity/CLAUDE.md", "identity/AGENTS.md", "identity/SYSTEM_PROMPT.md"];
+
+/// A node's clocks at the moment of a step, as its own host reads them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    /// Monotonic time since some fixed origin; immune to clock steps, not to rate error.
+    pub mono: Millis,
+    /// Wall-clock time, ms since the Unix epoch; steps and offsets show here.
+    pub wall: Millis,
+}
+
+/// A timer a node can arm; one of each kind at a time (arming again replaces it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Timer {
+    /// Boot finished (the gateway is up).
+    Boot,
+    /// Time to keep the lease alive.
+    Renew,
+    /// The drift-shortened lease is about to run out: step down.
+    StepDown,
+    /// Time to (re)read the leader key, or retry a failed step.
+    Retry,
+    /// Time to poll Telegram again after an error.
+    PollRetry,
+    /// Time to publish a snapshot (fenced) or run a heartbeat (v1).
+    Cycle,
+    /// A follower re-syncs from the snapshot head.
+    Sync,
+    /// A request went unanswered for too long.
+    Request(ReqId),
+}
+
+/// What a node is handed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Input {
+    /// The process started (first boot or a restart).
+    Start,
+    /// A timer fired.
+    Timer(Timer),
+    /// A service answered.
+    Response {
+        /// The request answered.
+        req: ReqId,
+        /// The answer.
+        resp: Response,
+    },
+    /// SIGTERM: stop gracefully.
+    Stop,
+}
+
+/// What a node asks its driver to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Send a request.
+    Send {
+        /// Its id, echoed in the response.
+        req: ReqId,
+        /// The request.
+        request: Request,
+    },
+    /// Arm a timer to fire after this much of the node's monotonic time.
+    SetTimer {
+        /// Which timer.
+        timer: Timer,
+        /// After how long.
+        after: Millis,
+    },
+    /// Disarm a timer.
+    CancelTimer(Timer),
+    /// Record an observable event (what a log line or the dashboard would show).
+    Emit(Event),
+    /// The process exits with this code; the supervisor decides whether it restarts.
+    Exit {
+        /// The exit code (OpenTrident uses 42 for "restart me as leader").
+        code: i32,
+    },
+}
+
+/// What a node keeps on disk across restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    /// State and identity files, by relative path.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// The snapshot head this node last wrote or restored.
+    pub snapshot_head: Option<String>,
+    /// That head's signed manifest (lifeboat format), to link the next snapshot to.
+    pub head_manifest: Option<SignedManifest>,
+    /// v1's `last-snapshot-ts` (wall ms).
+    pub last_snapshot_ts: Option<u64>,
+    /// The verifier's persisted trust state (highest version trusted).
+    pub trust: TrustState,
+    /// The bootstrap manifest a blank node restores from.
+    pub bootstrap: Option<BootstrapManifest>,
+    /// v1: the signing key seed kept in the state dir (`signing-key-v1.pem`).
+    pub v1_key_seed: Option<[u8; 32]>,
+}
+
+impl Disk {
+    /// A disk with the initial state files of a primary that has run before.
+    pub fn primary() -> Disk {
+        let mut d = Disk::default();
+        for f in IDENTITY_FILES {
+            d.files
+                .insert(f.to_string(), format!("# {f}\nlifeboat drill identity\n").into_bytes());
+        }
+        d.files.insert(MEMORY_FILE.into(), memory_json(0, &[]));
+        d.files.insert(PLANNER_FILE.into(), b"{\"cycles\":0}\n".to_vec());
+        d.files.insert(
+            "state/trust-telemetry-v1.json".into(),
+            b"{\"approvalRate\":1.0}\n".to_vec(),
+        );
+        d
+    }
+
+    /// Whether the node has state to run from (a blank node must restore first).
+    pub fn has_state(&self) -> bool {
+        self.files.contains_key(MEMORY_FILE)
+    }
+
+    /// The state version carried by the memory file.
+    pub fn state_version(&self) -> u64 {
+        self.files
+            .get(MEMORY_FILE)
+            .and_then(|b| serde_json::from_slice::<Memory>(b).ok())
+            .map_or(0, |m| m.version)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Memory {
+    version: u64,
+    recent: Vec<String>,
+}
+
+fn memory_json(version: u64, recent: &[String]) -> Vec<u8> {
+    let mut v = serde_json::to_vec(&Memory {
+        version,
+        recent: recent.to_vec(),
+    })
+    .expect("memory serializes");
+    v.push(b'\n');
+    v
+}
+
+/// How a node is set up; fixed for its life.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The node.
+    pub id: NodeId,
+    /// The protocol and its timings.
+    pub profile: Profile,
+    /// The hostname (v1's identity hashes it; a recreated container gets a new one).
+    pub hostname: String,
+    /// The host whose lock file this node uses (v1).
+    pub host: String,
+    /// The key that signs snapshots (fenced: a required setting shared by the nodes).
+    pub signing_key: SnapshotKey,
+    /// The key verifiers pin, when no bootstrap manifest names one.
+    pub trusted_key: TrustedKey,
+}
+
+/// What `/api/dashboard-data` shows; also what `/healthz` and `/readyz` derive from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dashboard {
+    /// The node.
+    pub node: NodeId,
+    /// The protocol.
+    pub profile: String,
+    /// Its role.
+    pub role: Role,
+    /// The leader it observes.
+    pub observed_leader: Option<NodeId>,
+    /// The fencing token it holds.
+    pub lease_token: Option<u64>,
+    /// How many times it tried to take the lock.
+    pub takeover_attempts: u64,
+    /// `live` when the last leader cycle succeeded, else what it is doing.
+    pub last_cycle_status: String,
+    /// The snapshot head it knows.
+    pub snapshot_head: Option<String>,
+    /// getUpdates 409 conflicts it suffered.
+    pub get_updates_conflicts: u64,
+    /// The last update it answered.
+    pub last_reply: Option<i64>,
+    /// The state version of its memory.
+    pub state_version: u64,
+    /// `/healthz`: the process is up.
+    pub healthz: bool,
+    /// `/readyz`: ready to serve (see each profile's rule).
+    pub readyz: bool,
+}
+
+/// What an outstanding request was for.
+#[derive(Clone, Debug)]
+enum Pending {
+    Get,
+    Watch,
+    Grant { sent: Millis },
+    Campaign,
+    Renew { sent: Millis },
+    Revoke,
+    Poll,
+    Reply,
+    Fetch { purpose: FetchPurpose },
+    Publish,
+    LockRead(LockOp),
+    LockWrite(LockOp),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FetchPurpose {
+    Bootstrap,
+    Promote,
+    Sync,
+}
+
+/// A v1 lock-file operation in flight (each is a read, then a write).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum LockOp {
+    /// `acquireLock(leader-heartbeat)` at startup.
+    AcquireLeader,
+    /// `acquireLock(scope)` for the scopes the leader grabs after winning.
+    AcquireScope(&'static str),
+    /// `refreshLock(scope)` at the top of a heartbeat.
+    Refresh(&'static str),
+    /// `forceReleaseStaleLocks()`.
+    ForceReleaseStale,
+    /// `releaseLock(telegram-bot)` on shutdown.
+    ReleaseOnStop,
+    /// The intended follower loop's `getLockStatus`.
+    FollowerPoll,
+    /// The intended follower's `tryBecomeLeader`.
+    FollowerAcquire,
+}
+
+/// A node process: its configuration, disk and volatile state.
+#[derive(Clone, Debug)]
+pub struct Node {
+    cfg: NodeConfig,
+    /// What survives restarts.
+    pub disk: Disk,
+    next_req: ReqId,
+    pending: BTreeMap<ReqId, Pending>,
+    role: Role,
+    observed: Option<NodeId>,
+    token: Option<u64>,
+    lease: Option<i64>,
+    safe_until: Millis,
+    watch_rev: u64,
+    polling: bool,
+    offset: Option<i64>,
+    attempts: u64,
+    conflicts: u64,
+    conflicts_in_a_row: u32,
+    last_reply: Option<i64>,
+    cycle_status: String,
+    stopping: bool,
+    stale_polls: u32,
+    follower_loop_alive: bool,
+    gateway_up: bool,
+    /// Why the pending v1 acquire is taking the lock, reported once the write lands.
+    acquire_why: String,
+}
+
+impl Node {
+    /// A process for `cfg` over `disk`; it does nothing until it gets [`Input::Start`].
+    pub fn new(cfg: NodeConfig, disk: Disk) -> Node {
+        Node {
+            cfg,
+            disk,
+            next_req: 1,
+            pending: BTreeMap::new(),
+            role: Role::Booting,
+            observed: None,
+            token: None,
+            lease: None,
+            safe_until: Millis::ZERO,
+            watch_rev: 0,
+            polling: false,
+            offset: None,
+            attempts: 0,
+            conflicts: 0,
+            conflicts_in_a_row: 0,
+            last_reply: None,
+            cycle_status: "booting".into(),
+            stopping: false,
+            stale_polls: 0,
+            follower_loop_alive: false,
+            gateway_up: false,
+            acquire_why: String::new(),
+        }
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    /// The role the node reports.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The dashboard as the node would serve it at `clock`.
+    pub fn dashboard(&self, clock: Clock) -> Dashboard {
+        let readyz = match &self.cfg.profile {
+            // OpenTrident's readiness does not look at the role: a started gateway is ready.
+            Profile::OpentridentV1(_) => self.gateway_up,
+            Profile::Fenced(_) => match self.role {
+                Role::Leader => self.may_act(clock),
+                Role::Follower => self.observed.is_some(),
+                _ => false,
+            },
+        };
+        Dashboard {
+            node: self.cfg.id,
+            profile: self.cfg.profile.name().to_string(),
+            role: self.role,
+            observed_leader: self.observed,
+            lease_token: self.token,
+            takeover_attempts: self.attempts,
+            last_cycle_status: self.cycle_status.clone(),
+            snapshot_head: self.disk.snapshot_head.clone(),
+            get_updates_conflicts: self.conflicts,
+            last_reply: self.last_reply,
+            state_version: self.disk.state_version(),
+            healthz: true,
+            readyz,
+        }
+    }
+
+    /// One step: apply `input` at `clock`, appending effects to `out`.
+    pub fn step(&mut self, clock: Clock, input: Input, out: &mut Vec<Effect>) {
+        if let Input::Timer(Timer::Request(req)) = input {
+            if let Some(p) = self.pending.remove(&req) {
+                self.on_failure(clock, p, "no answer in time", out);
+            }
+            return;
+        }
+        if let Input::Response { req, resp } = input {
+            let Some(p) = self.pending.remove(&req) else {
+                return; // answer to a request already given up on
+            };
+            out.push(Effect::CancelTimer(Timer::Request(req)));
+            if let Response::Failed(why) = &resp {
+                let why = why.clone();
+                self.on_failure(clock, p, &why, out);
+                return;
+            }
+            match self.cfg.profile.clone() {
+                Profile::Fenced(fp) => self.fenced_response(clock, &fp, p, resp, out),
+                Profile::OpentridentV1(vp) => self.v1_response(clock, &vp, p, resp, out),
+            }
+            return;
+        }
+        match self.cfg.profile.clone() {
+            Profile::Fenced(fp) => self.fenced_input(clock, &fp, input, out),
+            Profile::OpentridentV1(vp) => self.v1_input(clock, &vp, input, out),
+        }
+    }
+
+    // ------------------------------------------------------------------ shared helpers
+
+    fn send(&mut self, request: Request, pending: Pending, timeout: Millis, out: &mut Vec<Effect>) {
+        let req = self.next_req;
+        self.next_req += 1;
+        self.pending.insert(req, pending);
+        out.push(Effect::Send { req, request });
+        out.push(Effect::SetTimer {
+            timer: Timer::Request(req),
+            after: timeout,
+        });
+    }
+
+    fn set_role(&mut self, role: Role, why: impl Into<String>, out: &mut Vec<Effect>) {
+        if self.role == role {
+            return;
+        }
+        self.role = role;
+        out.push(Effect::Emit(Event::RoleChanged {
+            node: self.cfg.id,
+            role,
+            token: if role == Role::Leader { self.token } else { None },
+            why: why.into(),
+        }));
+    }
+
+    fn request_timeout(&self) -> Millis {
+        match &self.cfg.profile {
+            Profile::Fenced(p) => p.request_timeout,
+            Profile::OpentridentV1(p) => p.request_timeout,
+        }
+    }
+
+    fn retry_after(&self) -> Millis {
+        match &self.cfg.profile {
+            Profile::Fenced(p) => p.retry_after,
+            Profile::OpentridentV1(p) => p.retry_after,
+        }
+    }
+
+    /// Whether the node may do leader work now: fenced needs an unexpired safe lease.
+    fn may_act(&self, clock: Clock) -> bool {
+        match &self.cfg.profile {
+            Profile::Fenced(_) => self.role == Role::Leader && clock.mono < self.safe_until,
+            Profile::OpentridentV1(_) => self.role == Role::Leader,
+        }
+    }
+
+    fn fetch(&mut self, id: Option<String>, purpose: FetchPurpose, out: &mut Vec<Effect>) {
+        if purpose != FetchPurpose::Sync {
+            out.push(Effect::Emit(Event::RestoreStarted {
+                node: self.cfg.id,
+                wanted: id.clone(),
+            }));
+        }
+        let t = self.request_timeout();
+        self.send(Request::Store(StoreReq::Fetch { id }), Pending::Fetch { purpose }, t, out);
+    }
+
+    /// Verifies a fetched snapshot with the profile's verifier and restores it. Returns
+    /// the restored state version, or why it was refused.
+    fn verify_and_restore(
+        &mut self,
+        clock: Clock,
+        chain: Vec<SignedManifest>,
+        bundle: StoredBundle,
+        fetch_id: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<u64, String> {
+        let (files, recorded, id, version) = match bundle {
+            StoredBundle::Lifeboat(b) => {
+                let trusted = match &self.disk.bootstrap {
+                    Some(m) => m.trusted_key().unwrap_or_else(|_| self.cfg.trusted_key.clone()),
+                    None => self.cfg.trusted_key.clone(),
+                };
+                let policy = VerifyPolicy {
+                    trusted,
+                    state: self.disk.trust.clone(),
+                    now: clock.wall,
+                };
+                let verified = snapshot::verify(&policy, &chain, &b).map_err(|e| e.to_string())?;
+                let files = snapshot::restore(&b, &verified).map_err(|e| e.to_string())?;
+                self.disk.trust = verified.state.clone();
+                self.disk.head_manifest = Some(b.manifest.clone());
+                let recorded: Vec<(String, String)> = b
+                    .manifest
+                    .manifest
+                    .files
+                    .iter()
+                    .map(|(p, e)| (p.clone(), e.sha256.clone()))
+                    .collect();
+                (files, recorded, verified.id, verified.version)
+            }
+            StoredBundle::V1(b) => {
+                v1::verify(&b)?;
+                let recorded: Vec<(String, String)> = b
+                    .manifest
+                    .files
+                    .iter()
+                    .map(|(p, e)| (p.clone(), e.sha256.clone()))
+                    .collect();
+                (b.files, recorded, b.manifest.snapshot_id, 0)
+            }
+        };
+        let restored: Vec<(String, String)> = files
+            .iter()
+            .map(|(p, b)| (p.clone(), snapshot::sha256_hex(b)))
+            .collect();
+        for (p, b) in files {
+            self.disk.files.insert(p, b);
+        }
+        self.disk.snapshot_head = Some(id.clone());
+        let state_version = self.disk.state_version();
+        out.push(Effect::Emit(Event::RestoreVerified {
+            node: self.cfg.id,
+            fetch_id,
+            snapshot: id,
+            version,
+            state_version,
+            recorded,
+            restored,
+        }));
+        Ok(state_version)
+    }
+
+    /// Applies a chat message to the state files and returns the new state version.
+    fn apply_update(&mut self, u: &Update, out: &mut Vec<Effect>) -> u64 {
+        let mem: Memory = self
+            .disk
+            .files
+            .get(MEMORY_FILE)
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or(Memory {
+                version: 0,
+                recent: Vec::new(),
+            });
+        let mut recent = mem.recent;
+        recent.push(u.text.clone());
+        if recent.len() > 8 {
+            recent.remove(0);
+        }
+        let version = mem.version + 1;
+        self.disk
+            .files
+            .insert(MEMORY_FILE.into(), memory_json(version, &recent));
+        out.push(Effect::Emit(Event::StateChanged {
+            node: self.cfg.id,
+            version,
+        }));
+        version
+    }
+
+    fn reply(&mut self, u: &Update, out: &mut Vec<Effect>) {
+        self.apply_update(u, out);
+        let text = format!("re: {} (node {}, token {:?})", u.text, self.cfg.id, self.token);
+        let t = self.request_timeout();
+        self.send(
+            Request::Telegram(TgReq::SendMessage {
+                chat_id: u.chat_id,
+                text,
+                reply_to: u.update_id,
+                token: self.token,
+            }),
+            Pending::Reply,
+            t,
+            out,
+        );
+        self.last_reply = Some(u.update_id);
+    }
+
+    fn on_failure(&mut self, clock: Clock, p: Pending, _why: &str, out: &mut Vec<Effect>) {
+        let retry = self.retry_after();
+        match p {
+            Pending::Poll => {
+                self.polling = false;
+                out.push(Effect::SetTimer {
+                    timer: Timer::PollRetry,
+                    after: retry,
+                });
+            }
+            Pending::Renew { .. } | Pending::Reply | Pending::Publish | Pending::Revoke => {}
+            Pending::Fetch { purpose } => {
+                if purpose != FetchPurpose::Sync {
+                    out.push(Effect::SetTimer {
+                        timer: Timer::Retry,
+                        after: retry,
+                    });
+                }
+            }
+            Pending::Get | Pending::Watch | Pending::Grant { .. } | Pending::Campaign => {
+                if self.role == Role::Candidate {
+                    self.set_role(Role::Follower, "campaign failed: lease store unreachable", out);
+                }
+                out.push(Effect::SetTimer {
+                    timer: Timer::Retry,
+                    after: retry,
+                });
+            }
+            Pending::LockRead(_) | Pending::LockWrite(_) => {
+                // The local disk failed: OpenTrident treats a failed read as an empty lock
+                // set, which the disk service already models; a failed write is ignored.
+                let _ = clock;
+            }
+        }
+    }
+}
+
+// ====================================================================== fenced
+
+impl Node {
+    fn fenced_input(&mut self, clock: Clock, p: &FencedParams, input: Input, out: &mut Vec<Effect>) {
+        match input {
+            Input::Start => {
+                out.push(Effect::Emit(Event::RoleChanged {
+                    node: self.cfg.id,
+                    role: Role::Booting,
+                    token: None,
+                    why: "process started".into(),
+                }));
+                if !self.disk.has_state() {
+                    self.set_role(Role::Restoring, "blank node: restoring from the bootstrap manifest", out);
+                    self.fetch(None, FetchPurpose::Bootstrap, out);
+                } else {
+                    self.fenced_follow(clock, p, "process started with state", out);
+                }
+            }
+            Input::Timer(Timer::Retry) => match self.role {
+                Role::Restoring => self.fetch(None, FetchPurpose::Bootstrap, out),
+                Role::Follower | Role::Candidate | Role::Booting => {
+                    self.fenced_follow(clock, p, "retrying", out)
+                }
+                _ => {}
+            },
+            Input::Timer(Timer::Renew) => {
+                if let (Role::Leader | Role::Candidate, Some(lease)) = (self.role, self.lease) {
+                    let t = p.request_timeout;
+                    self.send(
+                        Request::Lease(LeaseReq::KeepAlive { lease }),
+                        Pending::Renew { sent: clock.mono },
+                        t,
+                        out,
+                    );
+                    out.push(Effect::SetTimer {
+                        timer: Timer::Renew,
+                        after: p.renew_every,
+                    });
+                }
+            }
+            Input::Timer(Timer::StepDown) => {
+                if matches!(self.role, Role::Leader | Role::Candidate) && clock.mono >= self.safe_until {
+                    self.fenced_step_down(clock, p, "lease could expire: no renewal in time", out);
+                }
+            }
+            Input::Timer(Timer::PollRetry) => self.fenced_poll(clock, p, out),
+            Input::Timer(Timer::Cycle) => {
+                if self.may_act(clock) {
+                    self.fenced_publish(clock, p, out);
+                }
+                if self.role == Role::Leader {
+                    out.push(Effect::SetTimer {
+                        timer: Timer::Cycle,
+                        after: p.snapshot_every,
+                    });
+                }
+            }
+            Input::Timer(Timer::Sync) => {
+                if self.role == Role::Follower {
+                    self.fetch(None, FetchPurpose::Sync, out);
+                    out.push(Effect::SetTimer {
+                        timer: Timer::Sync,
+                        after: p.follower_sync_every,
+                    });
+                }
+            }
+            Input::Timer(Timer::Boot) | Input::Timer(Timer::Request(_)) => {}
+            Input::Stop => {
+                self.stopping = true;
+                if let Some(lease) = self.lease.take() {
+                    // Give the lease back so a follower takes over at once, not after the TTL.
+                    let t = p.request_timeout;
+                    self.send(Request::Lease(LeaseReq::Revoke { lease }), Pending::Revoke, t, out);
+                }
+                self.token = None;
+                self.set_role(Role::Stopped, "graceful stop: lease revoked", out);
+                out.push(Effect::Exit { code: 0 });
+            }
+            Input::Response { .. } => unreachable!("handled in step"),
+        }
+    }
+
+    fn fenced_follow(&mut self, _clock: Clock, p: &FencedParams, why: &str, out: &mut Vec<Effect>) {
+        if self.role != Role::Follower {
+            self.set_role(Role::Follower, why.to_string(), out);
+            out.push(Effect::SetTimer {
+                timer: Timer::Sync,
+                after: p.follower_sync_every,
+            });
+        }
+        let t = p.request_timeout;
+        self.send(Request::Lease(LeaseReq::Get), Pending::Get, t, out);
+    }
+
+    fn fenced_step_down(&mut self, clock: Clock, p: &FencedParams, why: &str, out: &mut Vec<Effect>) {
+        self.set_role(Role::SteppingDown, why.to_string(), out);
+        self.token = None;
+        self.lease = None;
+        self.polling = false;
+        self.observed = None;
+        out.push(Effect::CancelTimer(Timer::Renew));
+        out.push(Effect::CancelTimer(Timer::StepDown));
+        out.push(Effect::CancelTimer(Timer::Cycle));
+        self.fenced_follow(clock, p, "stepped down", out);
+    }
+
+    fn fenced_observe(&mut self, clock: Clock, p: &FencedParams, holder: Option<crate::proto::Holder>, revision: u64, out: &mut Vec<Effect>) {
+        self.watch_rev = revision;
+        match holder {
+            Some(h) => {
+                let leader = NodeId::parse(&h.value).ok();
+                if leader == Some(self.cfg.id) && self.lease != Some(h.lease) {
+                    // Our own key from an earlier life: wait for its lease to lapse.
+                }
+                if self.observed != leader {
+                    self.observed = leader;
+                    if self.role == Role::Follower {
+                        out.push(Effect::Emit(Event::RoleChanged {
+                            node: self.cfg.id,
+                            role: Role::Follower,
+                            token: None,
+                            why: format!("observing leader {} (token {})", h.value, h.revision),
+                        }));
+                    }
+                }
+                let t = p.watch_timeout + p.request_timeout;
+                self.send(
+                    Request::Lease(LeaseReq::Watch {
+                        after_revision: revision,
+                        timeout: p.watch_timeout,
+                    }),
+                    Pending::Watch,
+                    t,
+                    out,
+                );
+            }
+            None => {
+                self.observed = None;
+                self.attempts += 1;
+                self.set_role(Role::Candidate, "leader key absent: campaigning", out);
+                let t = p.request_timeout;
+                self.send(
+                    Request::Lease(LeaseReq::Grant { ttl: p.lease_ttl }),
+                    Pending::Grant { sent: clock.mono },
+                    t,
+                    out,
+                );
+            }
+        }
+    }
+
+    fn fenced_response(&mut self, clock: Clock, p: &FencedParams, pending: Pending, resp: Response, out: &mut Vec<Effect>) {
+        if self.stopping {
+            return;
+        }
+        match (pending, resp) {
+            (Pending::Get | Pending::Watch, Response::Lease(LeaseResp::Value { holder, revision })) => {
+                if self.role == Role::Follower {
+                    self.fenced_observe(clock, p, holder, revision, out);
+                }
+            }
+            (Pending::Grant { sent }, Response::Lease(LeaseResp::Granted { lease, .. })) => {
+                if self.role != Role::Candidate {
+                    return;
+                }
+                // The store started the countdown when the request arrived, which is no
+                // earlier than when it was sent: counting from the send is safe.
+                self.lease = Some(lease);
+                self.safe_until = sent + p.safe_lease();
+                let t = p.request_timeout;
+                self.send(
+                    Request::Lease(LeaseReq::Campaign {
+                        lease,
+                        value: self.cfg.id.to_string(),
+                    }),
+                    Pending::Campaign,
+                    t,
+                    out,
+                );
+            }
+            (Pending::Campaign, Response::Lease(LeaseResp::Campaign { won, holder, revision })) => {
+                if self.role != Role::Candidate {
+                    return;
+                }
+                if won {
+                    self.token = holder.as_ref().map(|h| h.revision);
+                    self.observed = Some(self.cfg.id);
+                    out.push(Effect::SetTimer {
+                        timer: Timer::Renew,
+                        after: p.renew_every,
+                    });
+                    out.push(Effect::SetTimer {
+                        timer: Timer::StepDown,
+                        after: self.safe_until.saturating_sub(clock.mono),
+                    });
+                    // Restore the newest head before serving so no published state is lost.
+                    self.fetch(None, FetchPurpose::Promote, out);
+                } else {
+                    if let Some(lease) = self.lease.take() {
+                        let t = p.request_timeout;
+                        self.send(Request::Lease(LeaseReq::Revoke { lease }), Pending::Revoke, t, out);
+                    }
+                    self.set_role(Role::Follower, "lost the campaign", out);
+                    self.fenced_observe(clock, p, holder, revision, out);
+                }
+            }
+            (Pending::Renew { sent }, Response::Lease(LeaseResp::KeptAlive { ttl, .. })) => {
+                if !matches!(self.role, Role::Leader | Role::Candidate) {
+                    return;
+                }
+                if ttl == Millis::ZERO {
+                    self.fenced_step_down(clock, p, "lease store says the lease is gone", out);
+                    return;
+                }
+                let until = sent + p.safe_lease();
+                if until > self.safe_until {
+                    self.safe_until = until;
+                    out.push(Effect::SetTimer {
+                        timer: Timer::StepDown,
+                        after: self.safe_until.saturating_sub(clock.mono),
+                    });
+                }
+                if self.role == Role::Leader && !self.polling {
+                    self.fenced_poll(clock, p, out);
+                }
+            }
+            (Pending::Revoke, _) => {}
+            (Pending::Fetch { purpose }, Response::Store(StoreResp::Fetched { chain, bundle, fetch_id })) => {
+                self.fenced_fetched(clock, p, purpose, chain, bundle, fetch_id, out);
+            }
+            (Pending::Publish, Response::Store(StoreResp::Published { id })) => {
+                self.cycle_status = format!("live: published {id}");
+            }
+            (Pending::Publish, Response::Store(StoreResp::Rejected(why))) => {
+                self.cycle_status = format!("snapshot refused: {why}");
+            }
+            (Pending::Poll, Response::Telegram(TgResp::Updates(updates))) => {
+                self.polling = false;
+                self.conflicts_in_a_row = 0;
+                if !self.may_act(clock) {
+                    return; // the updates stay unconfirmed; the next leader gets them
+                }
+                self.cycle_status = "live".into();
+                for u in &updates {
+                    self.reply(u, out);
+                    self.offset = Some(u.update_id + 1);
+                }
+                self.fenced_poll(clock, p, out);
+            }
+            (Pending::Poll, Response::Telegram(TgResp::Error { code, retry_after, .. })) => {
+                self.polling = false;
+                if code == 409 {
+                    self.conflicts += 1;
+                }
+                self.cycle_status = format!("getUpdates error {code}");
+                out.push(Effect::SetTimer {
+                    timer: Timer::PollRetry,
+                    after: retry_after.unwrap_or(p.retry_after),
+                });
+            }
+            (Pending::Reply, _) => {}
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fenced_fetched(
+        &mut self,
+        clock: Clock,
+        p: &FencedParams,
+        purpose: FetchPurpose,
+        chain: Vec<SignedManifest>,
+        bundle: Option<StoredBundle>,
+        fetch_id: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let outcome = match bundle {
+            None => Err("the snapshot store holds no snapshot".to_string()),
+            Some(b) => {
+                let newer = b.id() != self.disk.snapshot_head.as_deref().unwrap_or("");
+                if !newer && self.disk.has_state() {
+                    Ok(self.disk.state_version())
+                } else {
+                    self.verify_and_restore(clock, chain, b, fetch_id, out)
+                }
+            }
+        };
+        match (purpose, outcome) {
+            (FetchPurpose::Bootstrap, Ok(_)) => {
+                self.fenced_follow(clock, p, "restored from the signed chain", out);
+            }
+            (FetchPurpose::Bootstrap, Err(reason)) => {
+                out.push(Effect::Emit(Event::RestoreRefused {
+                    node: self.cfg.id,
+                    fetch_id: Some(fetch_id),
+                    reason,
+                }));
+                out.push(Effect::SetTimer {
+                    timer: Timer::Retry,
+                    after: p.retry_after,
+                });
+            }
+            (FetchPurpose::Promote, result) => {
+                if self.role != Role::Candidate {
+                    return;
+                }
+                if let Err(reason) = &result {
+                    if self.disk.has_state() {
+                        out.push(Effect::Emit(Event::RestoreRefused {
+                            node: self.cfg.id,
+                            fetch_id: Some(fetch_id),
+                            reason: reason.clone(),
+                        }));
+                    }
+                }
+                if !self.disk.has_state() {
+                    // Never serve without verified state: give the lease back.
+                    self.fenced_step_down(clock, p, "no verified state to serve from", out);
+                    return;
+                }
+                let token = self.token;
+                self.set_role(
+                    Role::Leader,
+                    format!("won the lease (token {})", token.unwrap_or(0)),
+                    out,
+                );
+                self.cycle_status = "live".into();
+                out.push(Effect::SetTimer {
+                    timer: Timer::Cycle,
+                    after: p.snapshot_every,
+                });
+                self.fenced_poll(clock, p, out);
+            }
+            (FetchPurpose::Sync, Ok(_)) => {}
+            (FetchPurpose::Sync, Err(reason)) => {
+                out.push(Effect::Emit(Event::RestoreRefused {
+                    node: self.cfg.id,
+                    fetch_id: Some(fetch_id),
+                    reason,
+                }));
+            }
+        }
+    }
+
+    fn fenced_poll(&mut self, clock: Clock, p: &FencedParams, out: &mut Vec<Effect>) {
+        if self.polling || !self.may_act(clock) {
+            return;
+        }
+        // The poll must end at Telegram before this lease could lapse: the request may
+        // take max_latency to arrive, then runs for `timeout`.
+        let remaining = self.safe_until.saturating_sub(clock.mono);
+        let timeout = remaining
+            .saturating_sub(p.max_latency)
+            .min(p.poll_timeout);
+        // Telegram takes whole seconds; never round up.
+        let timeout = Millis(timeout.0 / 1000 * 1000);
+        if timeout < p.min_poll.max(Millis::secs(1)) {
+            return; // the next renewal starts the poll
+        }
+        self.polling = true;
+        let t = timeout + p.request_timeout;
+        self.send(
+            Request::Telegram(TgReq::GetUpdates {
+                offset: self.offset,
+                timeout,
+            }),
+            Pending::Poll,
+            t,
+            out,
+        );
+    }
+
+    fn fenced_publish(&mut self, clock: Clock, p: &FencedParams, out: &mut Vec<Effect>) {
+        let Some(token) = self.token else { return };
+        let mut files = self.disk.files.clone();
+        let cycles = files
+            .get(PLANNER_FILE)
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|v| v["cycles"].as_u64())
+            .unwrap_or(0);
+        files.insert(
+            PLANNER_FILE.into(),
+            format!("{{\"cycles\":{}}}\n", cycles + 1).into_bytes(),
+        );
+        self.disk.files = files.clone();
+        let parent = self.disk.head_manifest.clone();
+        let Ok(bundle) = snapshot::create(&self.cfg.signing_key, files, parent.as_ref(), token, clock.wall, p.snapshot_ttl) else {
+            return;
+        };
+        self.disk.head_manifest = Some(bundle.manifest.clone());
+        self.disk.snapshot_head = Some(bundle.manifest.manifest.id.clone());
+        self.disk.trust = TrustState {
+            highest: Some((bundle.manifest.manifest.version, snapshot::digest(&bundle.manifest))),
+        };
+        let t = p.request_timeout;
+        self.send(
+            Request::Store(StoreReq::Publish {
+                bundle: StoredBundle::Lifeboat(bundle),
+                token: Some(token),
+            }),
+            Pending::Publish,
+            t,
+            out,
+        );
+    }
+}
+
+// ====================================================================== opentrident-v1
+
+impl Node {
+    fn instance_id(&self) -> String {
+        // In a container the pid is 1 and the hostname is the container id.
+        v1_instance_id(&self.cfg.hostname, 1)
+    }
+
+    fn v1_input(&mut self, clock: Clock, p: &V1Params, input: Input, out: &mut Vec<Effect>) {
+        match input {
+            Input::Start => {
+                out.push(Effect::Emit(Event::RoleChanged {
+                    node: self.cfg.id,
+                    role: Role::Booting,
+                    token: None,
+                    why: "process started".into(),
+                }));
+                if !self.disk.has_state() {
+                    // `bootstrap --from <url>` [docs-only]: fetch the snapshot the manifest
+                    // names (stale or not) and check it with the v1 verifier.
+                    let wanted = self.disk.bootstrap.as_ref().map(|m| m.snapshot_head.clone());
+                    self.set_role(Role::Restoring, "blank node: bootstrap --from manifest", out);
+                    self.fetch(wanted, FetchPurpose::Bootstrap, out);
+                } else {
+                    out.push(Effect::SetTimer {
+                        timer: Timer::Boot,
+                        after: p.boot_time,
+                    });
+                }
+            }
+            Input::Timer(Timer::Boot) => {
+                // startHeartbeatRunner: acquireLock(leader-heartbeat).
+                self.v1_lock_read(LockOp::AcquireLeader, out);
+            }
+            Input::Timer(Timer::Retry) => {
+                if self.role == Role::Restoring {
+                    let wanted = self.disk.bootstrap.as_ref().map(|m| m.snapshot_head.clone());
+                    self.fetch(wanted, FetchPurpose::Bootstrap, out);
+                } else if self.follower_loop_alive {
+                    self.v1_lock_read(LockOp::FollowerPoll, out);
+                }
+            }
+            Input::Timer(Timer::Cycle) => {
+                if self.role == Role::Leader {
+                    self.v1_heartbeat(clock, p, out);
+                    out.push(Effect::SetTimer {
+                        timer: Timer::Cycle,
+                        after: p.heartbeat_every,
+                    });
+                }
+            }
+            Input::Timer(Timer::PollRetry) => self.v1_poll(p, out),
+            Input::Timer(_) => {}
+            Input::Stop => {
+                self.stopping = true;
+                if self.role == Role::Leader {
+                    // cleanup(): only telegram-bot is released.
+                    self.v1_lock_read(LockOp::ReleaseOnStop, out);
+                } else {
+                    self.set_role(Role::Stopped, "SIGTERM", out);
+                    out.push(Effect::Exit { code: 0 });
+                }
+            }
+            Input::Response { .. } => unreachable!("handled in step"),
+        }
+    }
+
+    fn v1_lock_read(&mut self, op: LockOp, out: &mut Vec<Effect>) {
+        let t = self.request_timeout();
+        self.send(Request::LockFile(LockFileReq::Read), Pending::LockRead(op), t, out);
+    }
+
+    fn v1_lock_write(&mut self, op: LockOp, doc: LockFileDoc, out: &mut Vec<Effect>) {
+        let t = self.request_timeout();
+        self.send(Request::LockFile(LockFileReq::Write(doc)), Pending::LockWrite(op), t, out);
+    }
+
+    fn v1_entry(&self, scope: &str, now_wall: u64, acquired_at: u64) -> LockEntry {
+        LockEntry {
+            scope: scope.to_string(),
+            instance_id: self.instance_id(),
+            hostname: self.cfg.hostname.clone(),
+            pid: 1,
+            acquired_at,
+            last_seen_at: now_wall,
+        }
+    }
+
+    fn v1_response(&mut self, clock: Clock, p: &V1Params, pending: Pending, resp: Response, out: &mut Vec<Effect>) {
+        let now = clock.wall.0;
+        match (pending, resp) {
+            (Pending::LockRead(op), Response::LockFile(LockFileResp::Contents(doc))) => {
+                let doc = doc.unwrap_or_else(|| LockFileDoc::empty(now));
+                self.v1_lock_decide(clock, p, op, doc, out);
+            }
+            (Pending::LockWrite(op), Response::LockFile(LockFileResp::Written)) => match op {
+                LockOp::AcquireLeader => {
+                    self.attempts += 1;
+                    let why = std::mem::take(&mut self.acquire_why);
+                    self.set_role(Role::Leader, why, out);
+                    self.cycle_status = "live".into();
+                    self.gateway_up = true;
+                    // The results of these three acquires are ignored, as in the runtime.
+                    for scope in ["telegram-bot", "planner-write", "public-channel"] {
+                        self.v1_lock_read(LockOp::AcquireScope(scope), out);
+                    }
+                    out.push(Effect::SetTimer {
+                        timer: Timer::Cycle,
+                        after: p.heartbeat_every,
+                    });
+                    self.v1_poll(p, out);
+                }
+                LockOp::FollowerAcquire => {
+                    self.set_role(Role::Stopped, "took the lock: exit 42 so the supervisor restarts us as leader", out);
+                    out.push(Effect::Exit { code: 42 });
+                }
+                LockOp::ReleaseOnStop => {
+                    self.set_role(Role::Stopped, "SIGTERM: released telegram-bot only", out);
+                    out.push(Effect::Exit { code: 0 });
+                }
+                _ => {}
+            },
+            (Pending::Poll, Response::Telegram(TgResp::Updates(updates))) => {
+                self.polling = false;
+                self.conflicts_in_a_row = 0;
+                if self.stopping {
+                    return;
+                }
+                self.cycle_status = "live".into();
+                for u in &updates {
+                    self.reply(u, out);
+                    self.offset = Some(u.update_id + 1);
+                }
+                self.v1_poll(p, out);
+            }
+            (Pending::Poll, Response::Telegram(TgResp::Error { code, .. })) => {
+                self.polling = false;
+                if code == 409 {
+                    self.conflicts += 1;
+                    self.conflicts_in_a_row += 1;
+                    if p
+                        .conflict_exit_after
+                        .is_some_and(|n| self.conflicts_in_a_row >= n)
+                    {
+                        // The planned escalation: exit 42, the same code as a takeover.
+                        self.set_role(Role::Stopped, format!("{} getUpdates conflicts in a row: exit 42", self.conflicts_in_a_row), out);
+                        out.push(Effect::Exit { code: 42 });
+                        return;
+                    }
+                }
+                out.push(Effect::SetTimer {
+                    timer: Timer::PollRetry,
+                    after: p.retry_after,
+                });
+            }
+            (Pending::Fetch { purpose: FetchPurpose::Bootstrap }, Response::Store(StoreResp::Fetched { chain, bundle, fetch_id })) => {
+                let result = match bundle {
+                    Some(b) => self.verify_and_restore(clock, chain, b, fetch_id, out).map(|_| ()),
+                    None => Err("the manifest's snapshot is not in the store".into()),
+                };
+                match result {
+                    Ok(()) => out.push(Effect::SetTimer {
+                        timer: Timer::Boot,
+                        after: p.boot_time,
+                    }),
+                    Err(reason) => {
+                        out.push(Effect::Emit(Event::RestoreRefused {
+                            node: self.cfg.id,
+                            fetch_id: Some(fetch_id),
+                            reason,
+                        }));
+                        out.push(Effect::SetTimer {
+                            timer: Timer::Retry,
+                            after: p.retry_after,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn v1_lock_decide(&mut self, clock: Clock, p: &V1Params, op: LockOp, mut doc: LockFileDoc, out: &mut Vec<Effect>) {
+        let now = clock.wall.0;
+        let me = self.instance_id();
+        let stale = |e: &LockEntry| now.saturating_sub(e.last_seen_at) > p.stale_after.0;
+        match op {
+            LockOp::AcquireLeader | LockOp::FollowerAcquire => {
+                let entry = doc.entry("leader-heartbeat").cloned();
+                let held_by_other = entry
+                    .as_ref()
+                    .is_some_and(|e| !stale(e) && e.instance_id != me);
+                if held_by_other {
+                    let e = entry.expect("held");
+                    if op == LockOp::FollowerAcquire {
+                        // Bug #2: the interval was cleared before this attempt.
+                        self.follower_loop_alive = false;
+                        return;
+                    }
+                    self.observed = None;
+                    let why = format!(
+                        "lock file on host {}: leader-heartbeat held by {} (last seen {} ms ago)",
+                        self.cfg.host,
+                        e.instance_id,
+                        now.saturating_sub(e.last_seen_at)
+                    );
+                    self.set_role(Role::Follower, why, out);
+                    if p.follower_exits_at_once {
+                        // Bug #1: runFollowerLoop arms its interval, then process.exit(0).
+                        out.push(Effect::Exit { code: 0 });
+                    } else {
+                        self.follower_loop_alive = true;
+                        self.stale_polls = 0;
+                        out.push(Effect::SetTimer {
+                            timer: Timer::Retry,
+                            after: p.follower_poll,
+                        });
+                    }
+                    return;
+                }
+                let why = match &entry {
+                    None => format!("lock file on host {}: leader-heartbeat entry absent", self.cfg.host),
+                    Some(e) if e.instance_id == me => format!("lock file on host {}: entry is our own instance id", self.cfg.host),
+                    Some(e) => format!(
+                        "lock file on host {}: entry of {} stale (last seen {} ms ago)",
+                        self.cfg.host,
+                        e.instance_id,
+                        now.saturating_sub(e.last_seen_at)
+                    ),
+                };
+                self.acquire_why = why;
+                let acquired = entry
+                    .filter(|e| e.instance_id == me)
+                    .map_or(now, |e| e.acquired_at);
+                doc.locks.insert(
+                    "leader-heartbeat".into(),
+                    Some(self.v1_entry("leader-heartbeat", now, acquired)),
+                );
+                self.v1_lock_write(op, doc, out);
+            }
+            LockOp::AcquireScope(scope) => {
+                let free = doc.entry(scope).is_none_or(|e| stale(e) || e.instance_id == me);
+                if free {
+                    doc.locks.insert(scope.into(), Some(self.v1_entry(scope, now, now)));
+                    self.v1_lock_write(LockOp::AcquireScope(scope), doc, out);
+                }
+            }
+            LockOp::Refresh(scope) => {
+                // refreshLock checks ownership only, never staleness.
+                let mine = doc.entry(scope).is_some_and(|e| e.instance_id == me);
+                if mine {
+                    if let Some(Some(e)) = doc.locks.get_mut(scope) {
+                        e.last_seen_at = now;
+                    }
+                    self.v1_lock_write(LockOp::Refresh(scope), doc, out);
+                }
+            }
+            LockOp::ForceReleaseStale => {
+                let mut changed = false;
+                for v in doc.locks.values_mut() {
+                    if v.as_ref().is_some_and(stale) {
+                        *v = None;
+                        changed = true;
+                    }
+                }
+                if changed {
+                    self.v1_lock_write(LockOp::ForceReleaseStale, doc, out);
+                }
+            }
+            LockOp::ReleaseOnStop => {
+                if doc.entry("telegram-bot").is_some_and(|e| e.instance_id == me) {
+                    doc.locks.insert("telegram-bot".into(), None);
+                }
+                self.v1_lock_write(LockOp::ReleaseOnStop, doc, out);
+            }
+            LockOp::FollowerPoll => {
+                if !self.follower_loop_alive {
+                    return;
+                }
+                let held = doc
+                    .entry("leader-heartbeat")
+                    .is_some_and(|e| !stale(e));
+                if held {
+                    self.stale_polls = 0;
+                } else {
+                    self.stale_polls += 1;
+                }
+                if self.stale_polls >= p.stale_polls {
+                    self.follower_loop_alive = false;
+                    self.v1_lock_read(LockOp::FollowerAcquire, out);
+                } else {
+                    out.push(Effect::SetTimer {
+                        timer: Timer::Retry,
+                        after: p.follower_poll,
+                    });
+                }
+            }
+        }
+    }
+
+    fn v1_heartbeat(&mut self, clock: Clock, p: &V1Params, out: &mut Vec<Effect>) {
+        // Five concurrent read-modify-writes of the same file (Promise.all).
+        for scope in ["leader-heartbeat", "telegram-bot", "planner-write", "public-channel"] {
+            self.v1_lock_read(LockOp::Refresh(scope), out);
+        }
+        self.v1_lock_read(LockOp::ForceReleaseStale, out);
+        // Snapshots are considered only after a heartbeat that delivered a message.
+        let now = clock.wall.0;
+        let due = self
+            .disk
+            .last_snapshot_ts
+            .is_none_or(|ts| now.saturating_sub(ts) >= p.snapshot_every.0);
+        if p.heartbeat_delivers && due {
+            self.v1_publish(clock, out);
+        }
+    }
+
+    fn v1_publish(&mut self, clock: Clock, out: &mut Vec<Effect>) {
+        let seed = *self
+            .disk
+            .v1_key_seed
+            .get_or_insert_with(|| {
+                // A missing key file silently creates a new key pair (failure mode 17).
+                let h = snapshot::sha256_hex(format!("v1-key:{}", self.cfg.hostname).as_bytes());
+                let mut s = [0u8; 32];
+                s.copy_from_slice(&hex::decode(&h[..64]).expect("hex")[..32]);
+                s
+            });
+        let key = SnapshotKey::from_seed(seed);
+        let files: BTreeMap<String, Vec<u8>> = self.disk.files.clone();
+        let bundle = v1::create(&key, files, self.disk.snapshot_head.clone(), "primary", clock.wall);
+        // snapshot-head and last-snapshot-ts advance before, and regardless of, the upload.
+        self.disk.snapshot_head = Some(bundle.manifest.snapshot_id.clone());
+        self.disk.last_snapshot_ts = Some(clock.wall.0);
+        let t = self.request_timeout();
+        self.send(
+            Request::Store(StoreReq::Publish {
+                bundle: StoredBundle::V1(bundle),
+                token: None,
+            }),
+            Pending::Publish,
+            t,
+            out,
+        );
+    }
+
+    fn v1_poll(&mut self, p: &V1Params, out: &mut Vec<Effect>) {
+        if self.polling || self.stopping || self.role != Role::Leader {
+            return;
+        }
+        self.polling = true;
+        let t = p.poll_timeout + p.request_timeout;
+        self.send(
+            Request::Telegram(TgReq::GetUpdates {
+                offset: self.offset,
+                timeout: p.poll_timeout,
+            }),
+            Pending::Poll,
+            t,
+            out,
+        );
+    }
+}
