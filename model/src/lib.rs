@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod bootstrap;
+pub mod check;
 pub mod fault;
 pub mod check;
 pub mod history;
