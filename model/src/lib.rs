@@ -17,7 +17,6 @@
 pub mod bootstrap;
 pub mod check;
 pub mod fault;
-pub mod check;
 pub mod history;
 pub mod ids;
 pub mod lease;
