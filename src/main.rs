@@ -35,6 +35,8 @@ enum Command {
     /// Check a bootstrap manifest against the snapshot head.
     #[command(subcommand)]
     Manifest(commands::snapshot::ManifestCommand),
+    /// Run a local double of Telegram, GitHub Releases or Hetzner Cloud for rehearsals and tests.
+    Serve(commands::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Fuzz(args) => commands::fuzz::run(args),
         Command::Snapshot(cmd) => commands::snapshot::run(cmd),
         Command::Manifest(cmd) => commands::snapshot::run_manifest(cmd),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,4 +2,5 @@
 
 pub mod drill;
 pub mod fuzz;
+pub mod serve;
 pub mod snapshot;
