@@ -3,3 +3,5 @@
 #![deny(missing_docs)]
 
 pub mod commands;
+pub mod evidence;
+pub mod report;

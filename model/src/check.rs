@@ -126,6 +126,10 @@ pub struct CheckConfig {
     /// Longest a state change may stay unsaved before the leader is lost (about the
     /// snapshot interval).
     pub rpo_bound: Millis,
+    /// How long a follower may still report the leader it last observed after that leader
+    /// stopped acting: news of a step-down needs a round trip to reach it, so a follower
+    /// is "in sync" if its leader acted within this lag.
+    pub observe_lag: Millis,
 }
 
 /// One broken invariant, with the events that prove it.
@@ -206,7 +210,7 @@ fn check_with(inv: Invariant, h: &History, tl: &Timeline, cfg: &CheckConfig) -> 
         Invariant::ChainIntact => chain_intact(h),
         Invariant::TamperRefused => tamper_refused(h),
         Invariant::RpoBounded => rpo_bounded(h, tl, cfg),
-        Invariant::HealthTruthful => health_truthful(h, tl),
+        Invariant::HealthTruthful => health_truthful(h, tl, cfg),
     }
 }
 
@@ -1399,7 +1403,7 @@ fn rpo_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
 // ---------------------------------------------------------------------------------------
 // 8. health-truthful
 
-fn health_truthful(h: &History, tl: &Timeline) -> Report {
+fn health_truthful(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
     let inv = Invariant::HealthTruthful;
     let mut violations = Vec::new();
     let (mut probes, mut ready) = (0usize, 0usize);
@@ -1448,7 +1452,14 @@ fn health_truthful(h: &History, tl: &Timeline) -> Report {
                     Some(l) => format!("as follower of node {l}"),
                     None => "as follower observing no leader".into(),
                 };
-                let in_sync = observed_leader.is_some_and(|l| acting.iter().any(|iv| iv.node == l));
+                let in_sync = observed_leader.is_some_and(|l| {
+                    acting.iter().any(|iv| iv.node == l)
+                        || tl.ivs.iter().any(|iv| {
+                            iv.node == l
+                                && iv.start <= e.at
+                                && iv.end.is_some_and(|end| end + cfg.observe_lag >= e.at)
+                        })
+                });
                 // With several acting leaders, following any of them is as true as a
                 // follower can be; the split brain itself is leader-exclusive's to report.
                 if in_sync {
@@ -1675,6 +1686,7 @@ mod tests {
         CheckConfig {
             takeover_bound: Millis::secs(10),
             rpo_bound: Millis::secs(5),
+            observe_lag: Millis::ZERO,
         }
     }
     fn run(inv: Invariant, h: &History) -> Report {

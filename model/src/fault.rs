@@ -191,14 +191,18 @@ impl Fault {
     /// The capability a backend needs for this fault.
     pub fn capability(&self) -> Capability {
         match self {
-            Fault::Kill { .. } | Fault::Crash { .. } | Fault::Stop { .. } => Capability::ProcessFaults,
+            Fault::Kill { .. } | Fault::Crash { .. } | Fault::Stop { .. } => {
+                Capability::ProcessFaults
+            }
             Fault::Pause { .. } => Capability::Pause,
             Fault::Partition { .. } | Fault::Isolate { .. } => Capability::Partition,
             Fault::PartitionOneway { .. } => Capability::PartitionOneway,
             Fault::ClockOffset { .. } | Fault::ClockStep { .. } => Capability::ClockSkew,
             Fault::ClockRate { .. } => Capability::ClockRate,
             Fault::Latency { .. } | Fault::Loss { .. } => Capability::NetworkQuality,
-            Fault::StoreDown | Fault::StoreSlow { .. } | Fault::StoreTamper { .. } => Capability::StoreFaults,
+            Fault::StoreDown | Fault::StoreSlow { .. } | Fault::StoreTamper { .. } => {
+                Capability::StoreFaults
+            }
             Fault::TelegramErrors { .. } | Fault::ForeignPoller => Capability::TelegramFaults,
             Fault::LockFileCorrupt { .. } | Fault::DiskSlow { .. } => Capability::DiskFaults,
         }
@@ -243,9 +247,13 @@ impl Fault {
             Fault::Partition { a, .. } => a.to_string(),
             Fault::PartitionOneway { from, .. } => from.to_string(),
             Fault::Latency { .. } | Fault::Loss { .. } => "network".into(),
-            Fault::StoreDown | Fault::StoreSlow { .. } | Fault::StoreTamper { .. } => "snapshot-store".into(),
+            Fault::StoreDown | Fault::StoreSlow { .. } | Fault::StoreTamper { .. } => {
+                "snapshot-store".into()
+            }
             Fault::TelegramErrors { .. } | Fault::ForeignPoller => "telegram".into(),
-            Fault::LockFileCorrupt { host } | Fault::DiskSlow { host, .. } => format!("host {host}"),
+            Fault::LockFileCorrupt { host } | Fault::DiskSlow { host, .. } => {
+                format!("host {host}")
+            }
         }
     }
 
@@ -256,7 +264,9 @@ impl Fault {
             Fault::PartitionOneway { to, .. } => format!("-> {to}"),
             Fault::ClockOffset { ms, .. } | Fault::ClockStep { ms, .. } => format!("{ms:+} ms"),
             Fault::ClockRate { ppm, .. } => format!("{ppm:+} ppm"),
-            Fault::Latency { extra } | Fault::StoreSlow { extra } | Fault::DiskSlow { extra, .. } => format!("+{extra}"),
+            Fault::Latency { extra }
+            | Fault::StoreSlow { extra }
+            | Fault::DiskSlow { extra, .. } => format!("+{extra}"),
             Fault::Loss { percent } => format!("{percent}%"),
             Fault::StoreTamper { tamper } => tamper.to_string(),
             Fault::TelegramErrors { code } => code.to_string(),

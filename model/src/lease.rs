@@ -107,13 +107,7 @@ impl LeaseStore {
         }
     }
 
-    fn end_lease(
-        &mut self,
-        id: i64,
-        how: &str,
-        replies: &mut Vec<Reply>,
-        events: &mut Vec<Event>,
-    ) {
+    fn end_lease(&mut self, id: i64, how: &str, replies: &mut Vec<Reply>, events: &mut Vec<Event>) {
         let Some(lease) = self.leases.remove(&id) else {
             return;
         };
@@ -314,7 +308,14 @@ mod tests {
     fn campaign(s: &mut LeaseStore, now: u64, n: u8) -> (bool, Vec<Event>) {
         let mut r = Vec::new();
         let mut e = Vec::new();
-        s.handle(Millis(now), from(n), 1, LeaseReq::Grant { ttl: Millis(1000) }, &mut r, &mut e);
+        s.handle(
+            Millis(now),
+            from(n),
+            1,
+            LeaseReq::Grant { ttl: Millis(1000) },
+            &mut r,
+            &mut e,
+        );
         let Response::Lease(LeaseResp::Granted { lease, .. }) = r.pop().unwrap().resp else {
             panic!("grant failed")
         };

@@ -14,8 +14,10 @@
 //!   drill runner that drives any backend.
 #![deny(missing_docs)]
 
+pub mod backend;
 pub mod bootstrap;
 pub mod check;
+pub mod drill;
 pub mod fault;
 pub mod history;
 pub mod ids;
@@ -23,6 +25,7 @@ pub mod lease;
 pub mod node;
 pub mod profile;
 pub mod proto;
+pub mod scenario;
 pub mod snapshot;
 pub mod store;
 pub mod telegram;

@@ -13,8 +13,8 @@ use crate::ids::NodeId;
 use crate::lease::{v1_instance_id, LockEntry, LockFileDoc};
 use crate::profile::{FencedParams, Profile, V1Params};
 use crate::proto::{
-    LeaseReq, LeaseResp, LockFileReq, LockFileResp, ReqId, Request, Response, StoreReq,
-    StoreResp, StoredBundle, TgReq, TgResp, Update,
+    LeaseReq, LeaseResp, LockFileReq, LockFileResp, ReqId, Request, Response, StoreReq, StoreResp,
+    StoredBundle, TgReq, TgResp, Update,
 };
 use crate::snapshot::{self, SignedManifest, SnapshotKey, TrustState, TrustedKey, VerifyPolicy};
 use crate::time::Millis;
@@ -27,7 +27,11 @@ pub const MEMORY_FILE: &str = "state/memory-v1.json";
 /// The state file the planner writes each cycle.
 pub const PLANNER_FILE: &str = "state/planner-v1.json";
 /// The identity files every snapshot carries.
-pub const IDENTITY_FILES: [&str; 3] = ["identity/CLAUDE.md", "identity/AGENTS.md", "identity/SYSTEM_PROMPT.md"];
+pub const IDENTITY_FILES: [&str; 3] = [
+    "identity/CLAUDE.md",
+    "identity/AGENTS.md",
+    "identity/SYSTEM_PROMPT.md",
+];
 
 /// A node's clocks at the moment of a step, as its own host reads them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,11 +133,14 @@ impl Disk {
     pub fn primary() -> Disk {
         let mut d = Disk::default();
         for f in IDENTITY_FILES {
-            d.files
-                .insert(f.to_string(), format!("# {f}\nlifeboat drill identity\n").into_bytes());
+            d.files.insert(
+                f.to_string(),
+                format!("# {f}\nlifeboat drill identity\n").into_bytes(),
+            );
         }
         d.files.insert(MEMORY_FILE.into(), memory_json(0, &[]));
-        d.files.insert(PLANNER_FILE.into(), b"{\"cycles\":0}\n".to_vec());
+        d.files
+            .insert(PLANNER_FILE.into(), b"{\"cycles\":0}\n".to_vec());
         d.files.insert(
             "state/trust-telemetry-v1.json".into(),
             b"{\"approvalRate\":1.0}\n".to_vec(),
@@ -414,7 +421,11 @@ impl Node {
         out.push(Effect::Emit(Event::RoleChanged {
             node: self.cfg.id,
             role,
-            token: if role == Role::Leader { self.token } else { None },
+            token: if role == Role::Leader {
+                self.token
+            } else {
+                None
+            },
             why: why.into(),
         }));
     }
@@ -449,7 +460,12 @@ impl Node {
             }));
         }
         let t = self.request_timeout();
-        self.send(Request::Store(StoreReq::Fetch { id }), Pending::Fetch { purpose }, t, out);
+        self.send(
+            Request::Store(StoreReq::Fetch { id }),
+            Pending::Fetch { purpose },
+            t,
+            out,
+        );
     }
 
     /// Verifies a fetched snapshot with the profile's verifier and restores it. Returns
@@ -465,7 +481,9 @@ impl Node {
         let (files, recorded, id, version) = match bundle {
             StoredBundle::Lifeboat(b) => {
                 let trusted = match &self.disk.bootstrap {
-                    Some(m) => m.trusted_key().unwrap_or_else(|_| self.cfg.trusted_key.clone()),
+                    Some(m) => m
+                        .trusted_key()
+                        .unwrap_or_else(|_| self.cfg.trusted_key.clone()),
                     None => self.cfg.trusted_key.clone(),
                 };
                 let policy = VerifyPolicy {
@@ -547,7 +565,10 @@ impl Node {
 
     fn reply(&mut self, u: &Update, out: &mut Vec<Effect>) {
         self.apply_update(u, out);
-        let text = format!("re: {} (node {}, token {:?})", u.text, self.cfg.id, self.token);
+        let text = format!(
+            "re: {} (node {}, token {:?})",
+            u.text, self.cfg.id, self.token
+        );
         let t = self.request_timeout();
         self.send(
             Request::Telegram(TgReq::SendMessage {
@@ -584,7 +605,11 @@ impl Node {
             }
             Pending::Get | Pending::Watch | Pending::Grant { .. } | Pending::Campaign => {
                 if self.role == Role::Candidate {
-                    self.set_role(Role::Follower, "campaign failed: lease store unreachable", out);
+                    self.set_role(
+                        Role::Follower,
+                        "campaign failed: lease store unreachable",
+                        out,
+                    );
                 }
                 out.push(Effect::SetTimer {
                     timer: Timer::Retry,
@@ -603,7 +628,13 @@ impl Node {
 // ====================================================================== fenced
 
 impl Node {
-    fn fenced_input(&mut self, clock: Clock, p: &FencedParams, input: Input, out: &mut Vec<Effect>) {
+    fn fenced_input(
+        &mut self,
+        clock: Clock,
+        p: &FencedParams,
+        input: Input,
+        out: &mut Vec<Effect>,
+    ) {
         match input {
             Input::Start => {
                 out.push(Effect::Emit(Event::RoleChanged {
@@ -613,7 +644,11 @@ impl Node {
                     why: "process started".into(),
                 }));
                 if !self.disk.has_state() {
-                    self.set_role(Role::Restoring, "blank node: restoring from the bootstrap manifest", out);
+                    self.set_role(
+                        Role::Restoring,
+                        "blank node: restoring from the bootstrap manifest",
+                        out,
+                    );
                     self.fetch(None, FetchPurpose::Bootstrap, out);
                 } else {
                     self.fenced_follow(clock, p, "process started with state", out);
@@ -642,7 +677,9 @@ impl Node {
                 }
             }
             Input::Timer(Timer::StepDown) => {
-                if matches!(self.role, Role::Leader | Role::Candidate) && clock.mono >= self.safe_until {
+                if matches!(self.role, Role::Leader | Role::Candidate)
+                    && clock.mono >= self.safe_until
+                {
                     self.fenced_step_down(clock, p, "lease could expire: no renewal in time", out);
                 }
             }
@@ -673,7 +710,12 @@ impl Node {
                 if let Some(lease) = self.lease.take() {
                     // Give the lease back so a follower takes over at once, not after the TTL.
                     let t = p.request_timeout;
-                    self.send(Request::Lease(LeaseReq::Revoke { lease }), Pending::Revoke, t, out);
+                    self.send(
+                        Request::Lease(LeaseReq::Revoke { lease }),
+                        Pending::Revoke,
+                        t,
+                        out,
+                    );
                 }
                 self.token = None;
                 self.set_role(Role::Stopped, "graceful stop: lease revoked", out);
@@ -695,7 +737,13 @@ impl Node {
         self.send(Request::Lease(LeaseReq::Get), Pending::Get, t, out);
     }
 
-    fn fenced_step_down(&mut self, clock: Clock, p: &FencedParams, why: &str, out: &mut Vec<Effect>) {
+    fn fenced_step_down(
+        &mut self,
+        clock: Clock,
+        p: &FencedParams,
+        why: &str,
+        out: &mut Vec<Effect>,
+    ) {
         self.set_role(Role::SteppingDown, why.to_string(), out);
         self.token = None;
         self.lease = None;
@@ -707,7 +755,14 @@ impl Node {
         self.fenced_follow(clock, p, "stepped down", out);
     }
 
-    fn fenced_observe(&mut self, clock: Clock, p: &FencedParams, holder: Option<crate::proto::Holder>, revision: u64, out: &mut Vec<Effect>) {
+    fn fenced_observe(
+        &mut self,
+        clock: Clock,
+        p: &FencedParams,
+        holder: Option<crate::proto::Holder>,
+        revision: u64,
+        out: &mut Vec<Effect>,
+    ) {
         self.watch_rev = revision;
         match holder {
             Some(h) => {
@@ -752,12 +807,22 @@ impl Node {
         }
     }
 
-    fn fenced_response(&mut self, clock: Clock, p: &FencedParams, pending: Pending, resp: Response, out: &mut Vec<Effect>) {
+    fn fenced_response(
+        &mut self,
+        clock: Clock,
+        p: &FencedParams,
+        pending: Pending,
+        resp: Response,
+        out: &mut Vec<Effect>,
+    ) {
         if self.stopping {
             return;
         }
         match (pending, resp) {
-            (Pending::Get | Pending::Watch, Response::Lease(LeaseResp::Value { holder, revision })) => {
+            (
+                Pending::Get | Pending::Watch,
+                Response::Lease(LeaseResp::Value { holder, revision }),
+            ) => {
                 if self.role == Role::Follower {
                     self.fenced_observe(clock, p, holder, revision, out);
                 }
@@ -781,7 +846,14 @@ impl Node {
                     out,
                 );
             }
-            (Pending::Campaign, Response::Lease(LeaseResp::Campaign { won, holder, revision })) => {
+            (
+                Pending::Campaign,
+                Response::Lease(LeaseResp::Campaign {
+                    won,
+                    holder,
+                    revision,
+                }),
+            ) => {
                 if self.role != Role::Candidate {
                     return;
                 }
@@ -801,7 +873,12 @@ impl Node {
                 } else {
                     if let Some(lease) = self.lease.take() {
                         let t = p.request_timeout;
-                        self.send(Request::Lease(LeaseReq::Revoke { lease }), Pending::Revoke, t, out);
+                        self.send(
+                            Request::Lease(LeaseReq::Revoke { lease }),
+                            Pending::Revoke,
+                            t,
+                            out,
+                        );
                     }
                     self.set_role(Role::Follower, "lost the campaign", out);
                     self.fenced_observe(clock, p, holder, revision, out);
@@ -828,7 +905,14 @@ impl Node {
                 }
             }
             (Pending::Revoke, _) => {}
-            (Pending::Fetch { purpose }, Response::Store(StoreResp::Fetched { chain, bundle, fetch_id })) => {
+            (
+                Pending::Fetch { purpose },
+                Response::Store(StoreResp::Fetched {
+                    chain,
+                    bundle,
+                    fetch_id,
+                }),
+            ) => {
                 self.fenced_fetched(clock, p, purpose, chain, bundle, fetch_id, out);
             }
             (Pending::Publish, Response::Store(StoreResp::Published { id })) => {
@@ -850,7 +934,12 @@ impl Node {
                 }
                 self.fenced_poll(clock, p, out);
             }
-            (Pending::Poll, Response::Telegram(TgResp::Error { code, retry_after, .. })) => {
+            (
+                Pending::Poll,
+                Response::Telegram(TgResp::Error {
+                    code, retry_after, ..
+                }),
+            ) => {
                 self.polling = false;
                 if code == 409 {
                     self.conflicts += 1;
@@ -952,9 +1041,7 @@ impl Node {
         // The poll must end at Telegram before this lease could lapse: the request may
         // take max_latency to arrive, then runs for `timeout`.
         let remaining = self.safe_until.saturating_sub(clock.mono);
-        let timeout = remaining
-            .saturating_sub(p.max_latency)
-            .min(p.poll_timeout);
+        let timeout = remaining.saturating_sub(p.max_latency).min(p.poll_timeout);
         // Telegram takes whole seconds; never round up.
         let timeout = Millis(timeout.0 / 1000 * 1000);
         if timeout < p.min_poll.max(Millis::secs(1)) {
@@ -987,13 +1074,23 @@ impl Node {
         );
         self.disk.files = files.clone();
         let parent = self.disk.head_manifest.clone();
-        let Ok(bundle) = snapshot::create(&self.cfg.signing_key, files, parent.as_ref(), token, clock.wall, p.snapshot_ttl) else {
+        let Ok(bundle) = snapshot::create(
+            &self.cfg.signing_key,
+            files,
+            parent.as_ref(),
+            token,
+            clock.wall,
+            p.snapshot_ttl,
+        ) else {
             return;
         };
         self.disk.head_manifest = Some(bundle.manifest.clone());
         self.disk.snapshot_head = Some(bundle.manifest.manifest.id.clone());
         self.disk.trust = TrustState {
-            highest: Some((bundle.manifest.manifest.version, snapshot::digest(&bundle.manifest))),
+            highest: Some((
+                bundle.manifest.manifest.version,
+                snapshot::digest(&bundle.manifest),
+            )),
         };
         let t = p.request_timeout;
         self.send(
@@ -1028,8 +1125,16 @@ impl Node {
                 if !self.disk.has_state() {
                     // `bootstrap --from <url>` [docs-only]: fetch the snapshot the manifest
                     // names (stale or not) and check it with the v1 verifier.
-                    let wanted = self.disk.bootstrap.as_ref().map(|m| m.snapshot_head.clone());
-                    self.set_role(Role::Restoring, "blank node: bootstrap --from manifest", out);
+                    let wanted = self
+                        .disk
+                        .bootstrap
+                        .as_ref()
+                        .map(|m| m.snapshot_head.clone());
+                    self.set_role(
+                        Role::Restoring,
+                        "blank node: bootstrap --from manifest",
+                        out,
+                    );
                     self.fetch(wanted, FetchPurpose::Bootstrap, out);
                 } else {
                     out.push(Effect::SetTimer {
@@ -1044,7 +1149,11 @@ impl Node {
             }
             Input::Timer(Timer::Retry) => {
                 if self.role == Role::Restoring {
-                    let wanted = self.disk.bootstrap.as_ref().map(|m| m.snapshot_head.clone());
+                    let wanted = self
+                        .disk
+                        .bootstrap
+                        .as_ref()
+                        .map(|m| m.snapshot_head.clone());
                     self.fetch(wanted, FetchPurpose::Bootstrap, out);
                 } else if self.follower_loop_alive {
                     self.v1_lock_read(LockOp::FollowerPoll, out);
@@ -1077,12 +1186,22 @@ impl Node {
 
     fn v1_lock_read(&mut self, op: LockOp, out: &mut Vec<Effect>) {
         let t = self.request_timeout();
-        self.send(Request::LockFile(LockFileReq::Read), Pending::LockRead(op), t, out);
+        self.send(
+            Request::LockFile(LockFileReq::Read),
+            Pending::LockRead(op),
+            t,
+            out,
+        );
     }
 
     fn v1_lock_write(&mut self, op: LockOp, doc: LockFileDoc, out: &mut Vec<Effect>) {
         let t = self.request_timeout();
-        self.send(Request::LockFile(LockFileReq::Write(doc)), Pending::LockWrite(op), t, out);
+        self.send(
+            Request::LockFile(LockFileReq::Write(doc)),
+            Pending::LockWrite(op),
+            t,
+            out,
+        );
     }
 
     fn v1_entry(&self, scope: &str, now_wall: u64, acquired_at: u64) -> LockEntry {
@@ -1096,7 +1215,14 @@ impl Node {
         }
     }
 
-    fn v1_response(&mut self, clock: Clock, p: &V1Params, pending: Pending, resp: Response, out: &mut Vec<Effect>) {
+    fn v1_response(
+        &mut self,
+        clock: Clock,
+        p: &V1Params,
+        pending: Pending,
+        resp: Response,
+        out: &mut Vec<Effect>,
+    ) {
         let now = clock.wall.0;
         match (pending, resp) {
             (Pending::LockRead(op), Response::LockFile(LockFileResp::Contents(doc))) => {
@@ -1121,7 +1247,11 @@ impl Node {
                     self.v1_poll(p, out);
                 }
                 LockOp::FollowerAcquire => {
-                    self.set_role(Role::Stopped, "took the lock: exit 42 so the supervisor restarts us as leader", out);
+                    self.set_role(
+                        Role::Stopped,
+                        "took the lock: exit 42 so the supervisor restarts us as leader",
+                        out,
+                    );
                     out.push(Effect::Exit { code: 42 });
                 }
                 LockOp::ReleaseOnStop => {
@@ -1148,12 +1278,18 @@ impl Node {
                 if code == 409 {
                     self.conflicts += 1;
                     self.conflicts_in_a_row += 1;
-                    if p
-                        .conflict_exit_after
+                    if p.conflict_exit_after
                         .is_some_and(|n| self.conflicts_in_a_row >= n)
                     {
                         // The planned escalation: exit 42, the same code as a takeover.
-                        self.set_role(Role::Stopped, format!("{} getUpdates conflicts in a row: exit 42", self.conflicts_in_a_row), out);
+                        self.set_role(
+                            Role::Stopped,
+                            format!(
+                                "{} getUpdates conflicts in a row: exit 42",
+                                self.conflicts_in_a_row
+                            ),
+                            out,
+                        );
                         out.push(Effect::Exit { code: 42 });
                         return;
                     }
@@ -1163,9 +1299,20 @@ impl Node {
                     after: p.retry_after,
                 });
             }
-            (Pending::Fetch { purpose: FetchPurpose::Bootstrap }, Response::Store(StoreResp::Fetched { chain, bundle, fetch_id })) => {
+            (
+                Pending::Fetch {
+                    purpose: FetchPurpose::Bootstrap,
+                },
+                Response::Store(StoreResp::Fetched {
+                    chain,
+                    bundle,
+                    fetch_id,
+                }),
+            ) => {
                 let result = match bundle {
-                    Some(b) => self.verify_and_restore(clock, chain, b, fetch_id, out).map(|_| ()),
+                    Some(b) => self
+                        .verify_and_restore(clock, chain, b, fetch_id, out)
+                        .map(|_| ()),
                     None => Err("the manifest's snapshot is not in the store".into()),
                 };
                 match result {
@@ -1190,7 +1337,14 @@ impl Node {
         }
     }
 
-    fn v1_lock_decide(&mut self, clock: Clock, p: &V1Params, op: LockOp, mut doc: LockFileDoc, out: &mut Vec<Effect>) {
+    fn v1_lock_decide(
+        &mut self,
+        clock: Clock,
+        p: &V1Params,
+        op: LockOp,
+        mut doc: LockFileDoc,
+        out: &mut Vec<Effect>,
+    ) {
         let now = clock.wall.0;
         let me = self.instance_id();
         let stale = |e: &LockEntry| now.saturating_sub(e.last_seen_at) > p.stale_after.0;
@@ -1229,8 +1383,14 @@ impl Node {
                     return;
                 }
                 let why = match &entry {
-                    None => format!("lock file on host {}: leader-heartbeat entry absent", self.cfg.host),
-                    Some(e) if e.instance_id == me => format!("lock file on host {}: entry is our own instance id", self.cfg.host),
+                    None => format!(
+                        "lock file on host {}: leader-heartbeat entry absent",
+                        self.cfg.host
+                    ),
+                    Some(e) if e.instance_id == me => format!(
+                        "lock file on host {}: entry is our own instance id",
+                        self.cfg.host
+                    ),
                     Some(e) => format!(
                         "lock file on host {}: entry of {} stale (last seen {} ms ago)",
                         self.cfg.host,
@@ -1249,9 +1409,12 @@ impl Node {
                 self.v1_lock_write(op, doc, out);
             }
             LockOp::AcquireScope(scope) => {
-                let free = doc.entry(scope).is_none_or(|e| stale(e) || e.instance_id == me);
+                let free = doc
+                    .entry(scope)
+                    .is_none_or(|e| stale(e) || e.instance_id == me);
                 if free {
-                    doc.locks.insert(scope.into(), Some(self.v1_entry(scope, now, now)));
+                    doc.locks
+                        .insert(scope.into(), Some(self.v1_entry(scope, now, now)));
                     self.v1_lock_write(LockOp::AcquireScope(scope), doc, out);
                 }
             }
@@ -1278,7 +1441,10 @@ impl Node {
                 }
             }
             LockOp::ReleaseOnStop => {
-                if doc.entry("telegram-bot").is_some_and(|e| e.instance_id == me) {
+                if doc
+                    .entry("telegram-bot")
+                    .is_some_and(|e| e.instance_id == me)
+                {
                     doc.locks.insert("telegram-bot".into(), None);
                 }
                 self.v1_lock_write(LockOp::ReleaseOnStop, doc, out);
@@ -1287,9 +1453,7 @@ impl Node {
                 if !self.follower_loop_alive {
                     return;
                 }
-                let held = doc
-                    .entry("leader-heartbeat")
-                    .is_some_and(|e| !stale(e));
+                let held = doc.entry("leader-heartbeat").is_some_and(|e| !stale(e));
                 if held {
                     self.stale_polls = 0;
                 } else {
@@ -1310,7 +1474,12 @@ impl Node {
 
     fn v1_heartbeat(&mut self, clock: Clock, p: &V1Params, out: &mut Vec<Effect>) {
         // Five concurrent read-modify-writes of the same file (Promise.all).
-        for scope in ["leader-heartbeat", "telegram-bot", "planner-write", "public-channel"] {
+        for scope in [
+            "leader-heartbeat",
+            "telegram-bot",
+            "planner-write",
+            "public-channel",
+        ] {
             self.v1_lock_read(LockOp::Refresh(scope), out);
         }
         self.v1_lock_read(LockOp::ForceReleaseStale, out);
@@ -1326,19 +1495,22 @@ impl Node {
     }
 
     fn v1_publish(&mut self, clock: Clock, out: &mut Vec<Effect>) {
-        let seed = *self
-            .disk
-            .v1_key_seed
-            .get_or_insert_with(|| {
-                // A missing key file silently creates a new key pair (failure mode 17).
-                let h = snapshot::sha256_hex(format!("v1-key:{}", self.cfg.hostname).as_bytes());
-                let mut s = [0u8; 32];
-                s.copy_from_slice(&hex::decode(&h[..64]).expect("hex")[..32]);
-                s
-            });
+        let seed = *self.disk.v1_key_seed.get_or_insert_with(|| {
+            // A missing key file silently creates a new key pair (failure mode 17).
+            let h = snapshot::sha256_hex(format!("v1-key:{}", self.cfg.hostname).as_bytes());
+            let mut s = [0u8; 32];
+            s.copy_from_slice(&hex::decode(&h[..64]).expect("hex")[..32]);
+            s
+        });
         let key = SnapshotKey::from_seed(seed);
         let files: BTreeMap<String, Vec<u8>> = self.disk.files.clone();
-        let bundle = v1::create(&key, files, self.disk.snapshot_head.clone(), "primary", clock.wall);
+        let bundle = v1::create(
+            &key,
+            files,
+            self.disk.snapshot_head.clone(),
+            "primary",
+            clock.wall,
+        );
         // snapshot-head and last-snapshot-ts advance before, and regardless of, the upload.
         self.disk.snapshot_head = Some(bundle.manifest.snapshot_id.clone());
         self.disk.last_snapshot_ts = Some(clock.wall.0);

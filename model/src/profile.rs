@@ -284,6 +284,15 @@ impl Profile {
         }
     }
 
+    /// How long a follower may keep reporting a leader that just stopped acting: the
+    /// news takes a round trip (plus a lease-store write) to arrive.
+    pub fn observe_lag(&self) -> Millis {
+        match self {
+            Profile::OpentridentV1(p) => p.request_timeout,
+            Profile::Fenced(p) => p.max_latency * 3,
+        }
+    }
+
     /// Refuses contradictory timings.
     pub fn validate(&self) -> Result<(), String> {
         match self {

@@ -374,7 +374,8 @@ pub fn create(
         }),
         token,
         created_at: now,
-        expires_at: now + ttl,
+        // Saturating: a huge TTL must mean "far future", not wrap into the past.
+        expires_at: Millis(now.0.saturating_add(ttl.0)),
         files: entries,
         key_id: key.public().key_id(),
     };
@@ -586,14 +587,57 @@ pub fn check_files(
 
 /// Restores a verified bundle into a fresh file map and checks the result again before
 /// it is used (restore into a fresh directory, then verify, then swap in).
-pub fn restore(head: &Bundle, verified: &Verified) -> Result<BTreeMap<String, Vec<u8>>, VerifyError> {
-    if head.manifest.manifest.id != verified.id {
+pub fn restore(
+    head: &Bundle,
+    verified: &Verified,
+) -> Result<BTreeMap<String, Vec<u8>>, VerifyError> {
+    // The digest, not only the id: ids are short and a re-signed manifest keeps its id, so
+    // a bundle swapped in after verification must not restore under the old verdict.
+    if head.manifest.manifest.id != verified.id || digest(&head.manifest) != verified.digest {
         return Err(VerifyError::Malformed {
             id: head.manifest.manifest.id.clone(),
-            what: format!("restore asked for {}, bundle is another", verified.id),
+            what: format!(
+                "restore asked for {} (digest {}), bundle is another",
+                verified.id,
+                &verified.digest[..verified.digest.len().min(12)]
+            ),
         });
     }
     let fresh: BTreeMap<String, Vec<u8>> = head.files.clone();
     check_files(&verified.id, &head.manifest.manifest.files, &fresh)?;
     Ok(fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(text: &str) -> BTreeMap<String, Vec<u8>> {
+        [("state.json".to_string(), text.as_bytes().to_vec())].into()
+    }
+
+    #[test]
+    fn a_huge_ttl_saturates_instead_of_wrapping_into_the_past() {
+        let key = SnapshotKey::from_seed([1; 32]);
+        let b = create(&key, files("a"), None, 1, Millis(5), Millis(u64::MAX)).unwrap();
+        assert_eq!(b.manifest.manifest.expires_at, Millis(u64::MAX));
+    }
+
+    #[test]
+    fn restore_refuses_a_bundle_swapped_in_after_verification() {
+        let key = SnapshotKey::from_seed([1; 32]);
+        let good = create(&key, files("a"), None, 1, Millis(5), Millis(100)).unwrap();
+        let policy = VerifyPolicy {
+            trusted: key.public(),
+            state: TrustState::default(),
+            now: Millis(6),
+        };
+        let verified = verify(&policy, std::slice::from_ref(&good.manifest), &good).unwrap();
+        assert_eq!(restore(&good, &verified), Ok(files("a")));
+        // Same id (the id covers the file map, not the token), different signed manifest.
+        let swapped = create(&key, files("a"), None, 2, Millis(5), Millis(100)).unwrap();
+        assert_eq!(swapped.manifest.manifest.id, good.manifest.manifest.id);
+        let err = restore(&swapped, &verified).unwrap_err();
+        assert!(matches!(err, VerifyError::Malformed { .. }), "{err:?}");
+    }
 }

@@ -107,7 +107,11 @@ impl SnapshotStore {
             Ok(note) => {
                 self.highest_token = self.highest_token.max(token.unwrap_or(0));
                 self.accepted.push(bundle);
-                (StoreResp::Published { id: id.clone() }, true, note.to_string())
+                (
+                    StoreResp::Published { id: id.clone() },
+                    true,
+                    note.to_string(),
+                )
             }
             Err(why) => (StoreResp::Rejected(why.clone()), false, why),
         };
@@ -210,7 +214,10 @@ impl SnapshotStore {
                 files.get_mut(&w[1]).expect("key").insert(0, moved);
             }
             Tamper::EscapePath => {
-                files.insert("../../etc/cron.d/lifeboat".into(), b"* * * * * root true\n".to_vec());
+                files.insert(
+                    "../../etc/cron.d/lifeboat".into(),
+                    b"* * * * * root true\n".to_vec(),
+                );
             }
             Tamper::Rollback => return false,
         }

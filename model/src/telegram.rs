@@ -325,7 +325,15 @@ mod tests {
             .collect();
         assert_eq!(delivered.len(), 2, "not confirmed, so delivered twice");
         r.clear();
-        api.get_updates(Millis(2), who(1), 1, Some(id + 1), Millis(0), &mut r, &mut e);
+        api.get_updates(
+            Millis(2),
+            who(1),
+            1,
+            Some(id + 1),
+            Millis(0),
+            &mut r,
+            &mut e,
+        );
         assert_eq!(api.pending(), 0);
         assert_eq!(r[0].resp, Response::Telegram(TgResp::Updates(vec![])));
     }

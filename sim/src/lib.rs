@@ -1,7 +1,11 @@
 //! lifeboat's deterministic worlds over the shared model.
 //!
 //! Code map:
-//! - [`world`]: the fast engine, an event-driven world (the default for fuzzing).
+//! - [`world`]: the fast engine, an event-driven world (the default).
+//! - [`backend`]: the drill runner's `Backend` over a simulated world.
+//! - [`turmoil_engine`]: the same world as turmoil hosts talking TCP, to cross-check the fast one.
 #![deny(missing_docs)]
 
+pub mod backend;
+pub mod turmoil_engine;
 pub mod world;

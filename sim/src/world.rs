@@ -18,7 +18,9 @@ use lifeboat_model::fault::{Fault, Tamper};
 use lifeboat_model::history::{Event, History, Role};
 use lifeboat_model::ids::{Endpoint, NodeId};
 use lifeboat_model::lease::{LeaseStore, LockFileDoc, Reply};
-use lifeboat_model::node::{Clock, Dashboard, Disk, Effect, Input, Node, NodeConfig, Timer, MEMORY_FILE};
+use lifeboat_model::node::{
+    Clock, Dashboard, Disk, Effect, Input, Node, NodeConfig, Timer, MEMORY_FILE,
+};
 use lifeboat_model::profile::Profile;
 use lifeboat_model::proto::{
     From, LockFileReq, LockFileResp, ReqId, Request, Response, StoreReq, StoredBundle, TgReq,
@@ -42,13 +44,13 @@ pub const EPOCH_WALL: Millis = Millis(1_776_416_400_000);
 
 /// Docker's restart policy: the first delay, the cap, and how long a container must run
 /// before the delay resets.
-const BACKOFF_FIRST: Millis = Millis(100);
-const BACKOFF_MAX: Millis = Millis(60_000);
-const BACKOFF_RESET_AFTER: Millis = Millis(10_000);
+pub(crate) const BACKOFF_FIRST: Millis = Millis(100);
+pub(crate) const BACKOFF_MAX: Millis = Millis(60_000);
+pub(crate) const BACKOFF_RESET_AFTER: Millis = Millis(10_000);
 /// `docker stop` waits this long for a graceful exit, then kills.
-const STOP_GRACE: Millis = Millis(10_000);
+pub(crate) const STOP_GRACE: Millis = Millis(10_000);
 /// How often an injected foreign poller calls getUpdates, and its long-poll timeout.
-const FOREIGN_POLL_EVERY: Millis = Millis(10_000);
+pub(crate) const FOREIGN_POLL_EVERY: Millis = Millis(10_000);
 
 /// How one node of a world starts out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,29 +135,29 @@ enum ProcState {
 }
 
 #[derive(Clone, Debug)]
-struct NodeClock {
-    anchor_true: Millis,
-    anchor_mono: u64,
-    rate_ppm: i64,
-    wall_offset: i64,
+pub(crate) struct NodeClock {
+    pub(crate) anchor_true: Millis,
+    pub(crate) anchor_mono: u64,
+    pub(crate) rate_ppm: i64,
+    pub(crate) wall_offset: i64,
 }
 
 impl NodeClock {
-    fn mono(&self, now: Millis) -> Millis {
+    pub(crate) fn mono(&self, now: Millis) -> Millis {
         let dt = (now.0 - self.anchor_true.0) as i128;
         let scaled = dt * (1_000_000 + self.rate_ppm as i128) / 1_000_000;
         Millis(self.anchor_mono + scaled as u64)
     }
-    fn wall(&self, now: Millis) -> Millis {
+    pub(crate) fn wall(&self, now: Millis) -> Millis {
         Millis((EPOCH_WALL.0 as i64 + self.mono(now).0 as i64 + self.wall_offset).max(0) as u64)
     }
-    fn set_rate(&mut self, now: Millis, ppm: i64) {
+    pub(crate) fn set_rate(&mut self, now: Millis, ppm: i64) {
         self.anchor_mono = self.mono(now).0;
         self.anchor_true = now;
         self.rate_ppm = ppm;
     }
     /// True time for `local` of this clock's time to pass.
-    fn true_delay(&self, local: Millis) -> Millis {
+    pub(crate) fn true_delay(&self, local: Millis) -> Millis {
         let d = local.0 as i128 * 1_000_000;
         let r = (1_000_000 + self.rate_ppm) as i128;
         Millis(((d + r - 1) / r) as u64)
@@ -218,7 +220,7 @@ pub struct World {
     events_processed: u64,
 }
 
-fn derive_seed(seed: u64, what: &str) -> [u8; 32] {
+pub(crate) fn derive_seed(seed: u64, what: &str) -> [u8; 32] {
     let h = snapshot::sha256_hex(format!("{what}:{seed}").as_bytes());
     let mut s = [0u8; 32];
     s.copy_from_slice(&hex_bytes(&h)[..32]);
@@ -267,7 +269,11 @@ impl World {
         };
         let mut genesis_done = false;
         for setup in w.cfg.nodes.clone() {
-            let mut disk = if setup.blank { Disk::default() } else { Disk::primary() };
+            let mut disk = if setup.blank {
+                Disk::default()
+            } else {
+                Disk::primary()
+            };
             if !setup.blank && !genesis_done {
                 w.publish_genesis(&setup, &mut disk);
                 genesis_done = true;
@@ -302,8 +308,15 @@ impl World {
         let wall = EPOCH_WALL;
         let bundle = match &self.cfg.profile {
             Profile::Fenced(p) => {
-                let b = snapshot::create(&self.service_key, disk.files.clone(), None, 0, wall, p.snapshot_ttl)
-                    .expect("initial state files have safe paths");
+                let b = snapshot::create(
+                    &self.service_key,
+                    disk.files.clone(),
+                    None,
+                    0,
+                    wall,
+                    p.snapshot_ttl,
+                )
+                .expect("initial state files have safe paths");
                 disk.head_manifest = Some(b.manifest.clone());
                 disk.trust.highest = Some((1, snapshot::digest(&b.manifest)));
                 StoredBundle::Lifeboat(b)
@@ -311,7 +324,13 @@ impl World {
             Profile::OpentridentV1(_) => {
                 let seed = derive_seed(self.cfg.seed, &format!("v1-key-{}", setup.host));
                 disk.v1_key_seed = Some(seed);
-                let b = v1::create(&SnapshotKey::from_seed(seed), disk.files.clone(), None, "primary", wall);
+                let b = v1::create(
+                    &SnapshotKey::from_seed(seed),
+                    disk.files.clone(),
+                    None,
+                    "primary",
+                    wall,
+                );
                 disk.last_snapshot_ts = Some(wall.0);
                 StoredBundle::V1(b)
             }
@@ -467,7 +486,9 @@ impl World {
     }
 
     fn latency(&mut self) -> Millis {
-        let base = self.rng.random_range(self.cfg.latency_min.0..=self.cfg.latency_max.0);
+        let base = self
+            .rng
+            .random_range(self.cfg.latency_min.0..=self.cfg.latency_max.0);
         Millis(base) + self.extra_latency
     }
 
@@ -519,15 +540,37 @@ impl World {
                 if service.is_some_and(|e| self.cut(e, Endpoint::Node(to.node))) {
                     return;
                 }
-                self.deliver(to.node, Input::Response { req, resp }, Ev::ToNode { to, req, resp: Response::Failed(String::new()) });
+                self.deliver(
+                    to.node,
+                    Input::Response { req, resp },
+                    Ev::ToNode {
+                        to,
+                        req,
+                        resp: Response::Failed(String::new()),
+                    },
+                );
             }
-            Ev::Timer { node, inc, timer, gen } => {
+            Ev::Timer {
+                node,
+                inc,
+                timer,
+                gen,
+            } => {
                 let s = self.slot(node);
                 if s.inc != inc || s.timers.get(&timer) != Some(&gen) {
                     return;
                 }
                 self.slot_mut(node).timers.remove(&timer);
-                self.deliver(node, Input::Timer(timer), Ev::Timer { node, inc, timer, gen });
+                self.deliver(
+                    node,
+                    Input::Timer(timer),
+                    Ev::Timer {
+                        node,
+                        inc,
+                        timer,
+                        gen,
+                    },
+                );
             }
             Ev::Restart { node, inc } => {
                 let s = self.slot(node);
@@ -553,7 +596,15 @@ impl World {
                 if self.foreign_poller {
                     let mut replies = Vec::new();
                     let mut events = Vec::new();
-                    self.bot.get_updates(self.now, None, 0, None, Millis::secs(30), &mut replies, &mut events);
+                    self.bot.get_updates(
+                        self.now,
+                        None,
+                        0,
+                        None,
+                        Millis::secs(30),
+                        &mut replies,
+                        &mut events,
+                    );
                     self.finish_service(replies, events);
                     self.schedule(self.now + FOREIGN_POLL_EVERY, Ev::ForeignPoll);
                 }
@@ -569,7 +620,9 @@ impl World {
             ProcState::Running => self.step_node(node, input),
             ProcState::Paused => {
                 let ev = match (held, input) {
-                    (Ev::ToNode { to, req, .. }, Input::Response { resp, .. }) => Ev::ToNode { to, req, resp },
+                    (Ev::ToNode { to, req, .. }, Input::Response { resp, .. }) => {
+                        Ev::ToNode { to, req, resp }
+                    }
                     (ev, _) => ev,
                 };
                 self.slot_mut(node).held.push(ev);
@@ -632,7 +685,15 @@ impl World {
                 s.timers.insert(timer, gen);
                 let inc = s.inc;
                 let at = now + s.clock.true_delay(after);
-                self.schedule(at, Ev::Timer { node, inc, timer, gen });
+                self.schedule(
+                    at,
+                    Ev::Timer {
+                        node,
+                        inc,
+                        timer,
+                        gen,
+                    },
+                );
             }
             Effect::CancelTimer(timer) => {
                 self.slot_mut(node).timers.remove(&timer);
@@ -663,13 +724,23 @@ impl World {
         let mut replies = Vec::new();
         let mut events = Vec::new();
         match request {
-            Request::Lease(r) => self.lease.handle(now, from, req, r, &mut replies, &mut events),
-            Request::Telegram(TgReq::GetUpdates { offset, timeout }) => {
-                self.bot.get_updates(now, Some(from), req, offset, timeout, &mut replies, &mut events)
-            }
-            Request::Telegram(TgReq::SendMessage { reply_to, token, .. }) => {
-                self.bot.send_message(from, req, reply_to, token, &mut replies, &mut events)
-            }
+            Request::Lease(r) => self
+                .lease
+                .handle(now, from, req, r, &mut replies, &mut events),
+            Request::Telegram(TgReq::GetUpdates { offset, timeout }) => self.bot.get_updates(
+                now,
+                Some(from),
+                req,
+                offset,
+                timeout,
+                &mut replies,
+                &mut events,
+            ),
+            Request::Telegram(TgReq::SendMessage {
+                reply_to, token, ..
+            }) => self
+                .bot
+                .send_message(from, req, reply_to, token, &mut replies, &mut events),
             Request::Store(r) => {
                 if self.store_down {
                     return;
@@ -697,13 +768,15 @@ impl World {
                 let resp = match op {
                     LockFileReq::Read => {
                         let doc = if lf.corrupt { None } else { lf.doc.clone() };
-                        let entry = doc.as_ref().and_then(|d| d.entry("leader-heartbeat").cloned());
+                        let entry = doc
+                            .as_ref()
+                            .and_then(|d| d.entry("leader-heartbeat").cloned());
                         events.push(Event::LockFileRead {
                             node: from.node,
                             host,
                             holder: entry.as_ref().map(|e| e.instance_id.clone()),
                             last_seen_at: entry.map(|e| e.last_seen_at),
-                            readable: !lf.corrupt && lf.doc.is_some(),
+                            readable: !lf.corrupt,
                         });
                         LockFileResp::Contents(doc)
                     }
@@ -759,11 +832,14 @@ impl World {
             if matches!(r.resp, Response::Store(_)) {
                 at = at + self.store_slow;
             }
-            self.schedule(at, Ev::ToNode {
-                to: r.to,
-                req: r.req,
-                resp: r.resp,
-            });
+            self.schedule(
+                at,
+                Ev::ToNode {
+                    to: r.to,
+                    req: r.req,
+                    resp: r.resp,
+                },
+            );
         }
         let next = match (self.lease.next_deadline(), self.bot.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -806,7 +882,13 @@ impl World {
         };
         s.proc = Some(Node::new(cfg, disk));
         let inc = s.inc;
-        self.history.push(now, Event::ProcessStarted { node, incarnation: inc });
+        self.history.push(
+            now,
+            Event::ProcessStarted {
+                node,
+                incarnation: inc,
+            },
+        );
         self.step_node(node, Input::Start);
     }
 
@@ -856,17 +938,25 @@ impl World {
     pub fn send_chat(&mut self, text: &str) -> i64 {
         let mut replies = Vec::new();
         let mut events = Vec::new();
-        let id = self.bot.user_message(OPERATOR_CHAT, text, &mut replies, &mut events);
+        let id = self
+            .bot
+            .user_message(OPERATOR_CHAT, text, &mut replies, &mut events);
         self.finish_service(replies, events);
         id
     }
 
     /// Whether some node has answered this update.
     pub fn answered_by(&self, update_id: i64) -> Option<NodeId> {
-        self.history.entries.iter().rev().find_map(|e| match &e.event {
-            Event::ChatReplied { update_id: u, node, .. } if *u == update_id => Some(*node),
-            _ => None,
-        })
+        self.history
+            .entries
+            .iter()
+            .rev()
+            .find_map(|e| match &e.event {
+                Event::ChatReplied {
+                    update_id: u, node, ..
+                } if *u == update_id => Some(*node),
+                _ => None,
+            })
     }
 
     // ------------------------------------------------------------------ faults
@@ -920,7 +1010,9 @@ impl World {
             Fault::StoreDown => self.store_down = true,
             Fault::StoreSlow { extra } => self.store_slow = *extra,
             Fault::StoreTamper { tamper } => self.store.set_tamper(Some(*tamper)),
-            Fault::TelegramErrors { code } => self.bot.set_fault(Some(ApiFault::Errors { code: *code })),
+            Fault::TelegramErrors { code } => {
+                self.bot.set_fault(Some(ApiFault::Errors { code: *code }))
+            }
             Fault::ForeignPoller => {
                 if !self.foreign_poller {
                     self.foreign_poller = true;
@@ -1005,11 +1097,14 @@ impl World {
 
     /// The node's role as its process reports it (stopped when down).
     pub fn role(&self, node: NodeId) -> Role {
-        self.slot(node).proc.as_ref().map_or(Role::Stopped, |p| p.role())
+        self.slot(node)
+            .proc
+            .as_ref()
+            .map_or(Role::Stopped, |p| p.role())
     }
 }
 
-fn state_version_of(bundle: &StoredBundle) -> u64 {
+pub(crate) fn state_version_of(bundle: &StoredBundle) -> u64 {
     let files = match bundle {
         StoredBundle::Lifeboat(b) => &b.files,
         StoredBundle::V1(b) => &b.files,

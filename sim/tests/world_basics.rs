@@ -13,8 +13,16 @@ const B: NodeId = NodeId(1);
 
 fn world(profile: ProfileName, seed: u64) -> World {
     let nodes = vec![
-        NodeSetup { id: A, host: "a".into(), blank: false },
-        NodeSetup { id: B, host: "b".into(), blank: true },
+        NodeSetup {
+            id: A,
+            host: "a".into(),
+            blank: false,
+        },
+        NodeSetup {
+            id: B,
+            host: "b".into(),
+            blank: true,
+        },
     ];
     World::new(WorldConfig::new(seed, Profile::default_for(profile), nodes))
 }
@@ -38,7 +46,19 @@ fn fenced_elects_then_fails_over_after_kill() {
     w.run_for(Millis::secs(30));
     assert_eq!(w.role(B), Role::Leader);
     assert_eq!(w.answered_by(u2), Some(B));
-    let conflicts = w.history().iter().filter(|e| matches!(&e.event, Event::PollEnded { outcome: lifeboat_model::history::PollOutcome::Conflict, .. })).count();
+    let conflicts = w
+        .history()
+        .iter()
+        .filter(|e| {
+            matches!(
+                &e.event,
+                Event::PollEnded {
+                    outcome: lifeboat_model::history::PollOutcome::Conflict,
+                    ..
+                }
+            )
+        })
+        .count();
     assert_eq!(conflicts, 0);
 }
 
@@ -52,7 +72,23 @@ fn v1_node_b_leads_at_once_from_its_own_empty_lock_file() {
     w.set_bootstrap(B, m);
     w.start(B);
     w.run_for(Millis::secs(60));
-    assert_eq!(w.role(B), Role::Leader, "host-local lock file: b sees no lock");
-    let conflicts = w.history().iter().filter(|e| matches!(&e.event, Event::PollEnded { outcome: lifeboat_model::history::PollOutcome::Conflict, .. })).count();
+    assert_eq!(
+        w.role(B),
+        Role::Leader,
+        "host-local lock file: b sees no lock"
+    );
+    let conflicts = w
+        .history()
+        .iter()
+        .filter(|e| {
+            matches!(
+                &e.event,
+                Event::PollEnded {
+                    outcome: lifeboat_model::history::PollOutcome::Conflict,
+                    ..
+                }
+            )
+        })
+        .count();
     assert!(conflicts > 0);
 }

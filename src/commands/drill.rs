@@ -1,29 +1,216 @@
-//! `lifeboat drill` and `lifeboat replay`.
+//! `lifeboat drill` and `lifeboat replay`: run a scenario on a backend, print a verdict
+//! per step and per criterion as it goes, write the evidence bundle, exit 0/1/2.
 
-use clap::Args;
-use std::path::PathBuf;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use lifeboat_model::backend::block_on;
+use lifeboat_model::drill::{self, fmt_time, DrillReport, RunOptions};
+use lifeboat_model::profile::ProfileName;
+use lifeboat_model::scenario::{Scenario, Verdict};
+use lifeboat_sim::backend::SimBackend;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// Where a drill runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendName {
+    /// A deterministic simulated world (default; seconds for a ten-minute drill).
+    Sim,
+    /// Real processes in containers on the local Docker engine.
+    Docker,
+    /// Real Hetzner Cloud servers over SSH (the live drill).
+    Real,
+}
 
 /// Arguments of `lifeboat drill`.
 #[derive(Args, Debug)]
 pub struct DrillArgs {
-    /// The scenario file.
+    /// The scenario file, e.g. scenarios/aaa-drill.toml.
     pub scenario: PathBuf,
+    /// Where to run it.
+    #[arg(long, value_enum, default_value = "sim")]
+    pub backend: BackendName,
+    /// The protocol profile: `fenced` or `opentrident-v1` (default: the scenario's, else fenced).
+    #[arg(long)]
+    pub profile: Option<ProfileName>,
+    /// Seed for the simulated world (default: the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory under which the evidence bundle is written.
+    #[arg(long, default_value = "drills")]
+    pub out: PathBuf,
+    /// Do not write an evidence bundle.
+    #[arg(long)]
+    pub no_evidence: bool,
+    /// Print only the verdict.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Arguments of `lifeboat replay`.
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// The scenario file written by the fuzzer.
+    /// The scenario file (a fuzzer failure, or any scenario).
     pub scenario: PathBuf,
+    /// The profile (default: the scenario's).
+    #[arg(long)]
+    pub profile: Option<ProfileName>,
+}
+
+/// Reads and parses a scenario file, with errors that name the file, line and column.
+pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read scenario file {}", path.display()))?;
+    Scenario::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Runs a scenario on the simulated backend.
+pub fn run_sim(
+    scenario: &Scenario,
+    profile: Option<ProfileName>,
+    seed: Option<u64>,
+    progress: &mut dyn FnMut(&str),
+) -> DrillReport {
+    let profile = scenario.profile(profile);
+    let seed = seed.unwrap_or(scenario.seed);
+    let mut backend = SimBackend::new();
+    block_on(drill::run(
+        &mut backend,
+        scenario,
+        profile,
+        seed,
+        &RunOptions::default(),
+        progress,
+    ))
+}
+
+/// Prints the criteria, invariants and verdict of a finished drill.
+pub fn print_summary(r: &DrillReport) {
+    if !r.criteria.is_empty() {
+        println!("\nSuccess criteria:");
+        for c in &r.criteria {
+            let word = match c.met {
+                Some(true) => "met    ",
+                Some(false) => "NOT MET",
+                None => "pending",
+            };
+            let at =
+                c.at.map(|t| format!(" at {}", fmt_time(t)))
+                    .unwrap_or_default();
+            println!("  {word} {}. {}{at}", c.id, c.name);
+            if c.met == Some(false) {
+                println!("          {}", c.detail);
+            }
+        }
+    }
+    println!("\nInvariants:");
+    for inv in &r.invariants {
+        println!(
+            "  {} {}",
+            if inv.ok() { "held    " } else { "VIOLATED" },
+            inv.invariant
+        );
+        for v in inv.violations.iter().take(3) {
+            println!("          {}: {}", fmt_time(v.at), v.explanation);
+        }
+        if inv.violations.len() > 3 {
+            println!("          … and {} more", inv.violations.len() - 3);
+        }
+    }
+    for t in &r.takeovers {
+        if let (Some(l), Some(n)) = (t.latency, t.new_leader) {
+            println!(
+                "\nTakeover: leader lost at {}, node {n} served at {} ({} later)",
+                fmt_time(t.lost_at),
+                fmt_time(t.lost_at + l),
+                fmt_time(l)
+            );
+        }
+    }
+    println!(
+        "\nVerdict: {} — {}",
+        r.verdict,
+        r.reason.lines().next().unwrap_or("")
+    );
+    for line in r.reason.lines().skip(1) {
+        println!("         {line}");
+    }
+    println!("seed {} · trace hash {}", r.seed, r.trace_hash);
 }
 
 /// Runs `lifeboat drill`.
-pub fn run(_args: DrillArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("drill: not built yet")
+pub fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
+    let scenario = load(&args.scenario)?;
+    let profile = scenario.profile(args.profile);
+    let seed = args.seed.unwrap_or(scenario.seed);
+    if !args.quiet {
+        println!(
+            "lifeboat drill {} · profile {} · backend {:?} · seed {seed}",
+            args.scenario.display(),
+            profile.name(),
+            args.backend
+        );
+    }
+    let quiet = args.quiet;
+    let mut progress = |line: &str| {
+        if !quiet {
+            println!("{line}");
+        }
+    };
+    let mut report = match args.backend {
+        BackendName::Sim => run_sim(&scenario, args.profile, args.seed, &mut progress),
+        other => anyhow::bail!(
+            "the {other:?} backend is not available in this build yet; use --backend sim"
+        ),
+    };
+    if !args.no_evidence {
+        let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        let dir = crate::evidence::write_bundle(&args.out, &mut report, &date)?;
+        if !quiet {
+            println!(
+                "evidence: {}/ (check with: cd {} && sha256sum -c sha256.txt)",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    if quiet {
+        println!(
+            "{} {}",
+            report.verdict,
+            report.reason.lines().next().unwrap_or("")
+        );
+    } else {
+        print_summary(&report);
+    }
+    if let Some(expected) = scenario.expect.get(&profile.name()) {
+        if *expected != report.verdict && !quiet {
+            println!(
+                "note: the scenario expects {expected} for {}",
+                profile.name()
+            );
+        }
+    }
+    Ok(ExitCode::from(report.verdict.exit_code()))
 }
 
-/// Runs `lifeboat replay`.
-pub fn replay(_args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("replay: not built yet")
+/// Runs `lifeboat replay`: the scenario on the simulated backend, printing its trace hash.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let scenario = load(&args.scenario)?;
+    let report = run_sim(&scenario, args.profile, None, &mut |_| {});
+    println!(
+        "{} · seed {} · profile {}",
+        report.verdict, report.seed, report.profile
+    );
+    println!("trace hash {}", report.trace_hash);
+    for inv in report.invariants.iter().filter(|i| !i.ok()) {
+        for v in &inv.violations {
+            println!("  {} {}: {}", inv.invariant, fmt_time(v.at), v.explanation);
+        }
+    }
+    Ok(ExitCode::from(if report.verdict == Verdict::Unknown {
+        2
+    } else {
+        report.verdict.exit_code()
+    }))
 }

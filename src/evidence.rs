@@ -1,0 +1,119 @@
+//! The evidence bundle: the runbook's phase 6 as files.
+//!
+//! `drills/<scenario>-<profile>-<date>/` holds the files the runbook names
+//! (`primary-pre.json`, `follower-post.json`, `restore-post.json`, `bootstrap.json`,
+//! `snapshot-head.txt`, `telegram-proof.txt`, `sha256.txt`), plus the full history as
+//! JSON lines and in Jepsen's EDN format, `verdict.json` and `report.html`. `sha256.txt`
+//! is written last and verifies with `sha256sum -c`.
+
+use crate::report;
+use anyhow::Context;
+use lifeboat_model::drill::DrillReport;
+use lifeboat_model::history::History;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The files the runbook's minimum bundle names; a missing one fails criterion 9.
+pub const RUNBOOK_FILES: [&str; 6] = [
+    "primary-pre.json",
+    "follower-post.json",
+    "restore-post.json",
+    "bootstrap.json",
+    "snapshot-head.txt",
+    "telegram-proof.txt",
+];
+
+/// Writes the bundle for `report` under `root` and returns its directory. Criterion 9
+/// (evidence captured) is judged here: met when every runbook file was written.
+pub fn write_bundle(root: &Path, report: &mut DrillReport, date: &str) -> anyhow::Result<PathBuf> {
+    let dir = unique_dir(
+        root,
+        &format!("{}-{}-{}", report.scenario, report.profile, date),
+    );
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let missing: Vec<&str> = RUNBOOK_FILES
+        .iter()
+        .copied()
+        .filter(|f| !report.evidence.contains_key(*f))
+        .collect();
+    for c in report.criteria.iter_mut().filter(|c| c.met.is_none()) {
+        c.met = Some(missing.is_empty());
+        c.detail = if missing.is_empty() {
+            format!("bundle written to {}", dir.display())
+        } else {
+            format!("bundle lacks {}", missing.join(", "))
+        };
+    }
+    if !missing.is_empty() && report.verdict == lifeboat_model::scenario::Verdict::Pass {
+        report.verdict = lifeboat_model::scenario::Verdict::Fail;
+        report.reason = format!(
+            "criterion 9 not met: the bundle lacks {}",
+            missing.join(", ")
+        );
+    }
+    let mut files: Vec<(String, Vec<u8>)> = report
+        .evidence
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    files.push((
+        "history.jsonl".into(),
+        report.history.to_jsonl().into_bytes(),
+    ));
+    files.push((
+        "history.edn".into(),
+        jepsen_edn(&report.history).into_bytes(),
+    ));
+    files.push((
+        "verdict.json".into(),
+        (serde_json::to_string_pretty(&report)? + "\n").into_bytes(),
+    ));
+    files.push(("report.html".into(), report::html(report).into_bytes()));
+    let mut sums = String::new();
+    for (name, bytes) in &files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        sums.push_str(&format!(
+            "{}  {}\n",
+            hex::encode(Sha256::digest(bytes)),
+            name
+        ));
+    }
+    std::fs::write(dir.join("sha256.txt"), sums).context("writing sha256.txt")?;
+    Ok(dir)
+}
+
+fn unique_dir(root: &Path, base: &str) -> PathBuf {
+    let first = root.join(base);
+    if !first.exists() {
+        return first;
+    }
+    (2..)
+        .map(|i| root.join(format!("{base}-{i}")))
+        .find(|p| !p.exists())
+        .expect("some suffix is free")
+}
+
+/// The history in Jepsen's EDN history format: one map per event, with `:type :info`,
+/// `:f` the event kind, `:process` the node, `:time` in nanoseconds and `:value` the
+/// event as JSON text.
+pub fn jepsen_edn(h: &History) -> String {
+    let mut out = String::new();
+    for e in h.iter() {
+        let json = serde_json::to_value(&e.event).unwrap_or_default();
+        let kind = json["type"].as_str().unwrap_or("event").to_string();
+        let process = e
+            .event
+            .node()
+            .map_or(":nemesis".to_string(), |n| format!("\"{n}\""));
+        out.push_str(&format!(
+            "{{:index {}, :type :info, :f :{}, :process {}, :time {}, :value {:?}}}\n",
+            e.seq,
+            kind,
+            process,
+            e.at.0 * 1_000_000,
+            json.to_string()
+        ));
+    }
+    out
+}
