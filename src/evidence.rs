@@ -44,7 +44,11 @@ pub fn write_bundle(root: &Path, report: &mut DrillReport, date: &str) -> anyhow
             format!("bundle lacks {}", missing.join(", "))
         };
     }
-    if !missing.is_empty() && report.verdict == lifeboat_model::scenario::Verdict::Pass {
+    let judges_evidence = report.criteria.iter().any(|c| c.met.is_none());
+    if judges_evidence
+        && !missing.is_empty()
+        && report.verdict == lifeboat_model::scenario::Verdict::Pass
+    {
         report.verdict = lifeboat_model::scenario::Verdict::Fail;
         report.reason = format!(
             "criterion 9 not met: the bundle lacks {}",

@@ -910,11 +910,25 @@ fn chat_answered(h: &History, tl: &Timeline) -> Report {
         for (k, later) in rs.iter().enumerate().skip(1) {
             // A duplicate is excusable only if every earlier replier had lost the lead
             // before this reply: then the update was in flight when its leader died.
-            let blocking = rs[..k].iter().find_map(|earlier| {
-                tl.acting_iv(earlier.node, earlier.seq)
-                    .filter(|iv| iv.end_seq.is_none_or(|end| end > later.seq))
-                    .map(|iv| (earlier, iv))
-            });
+            // It is excusable too if the earlier replier polled again without confirming
+            // the update: its reply's answer was lost, so it could not know it landed.
+            let unconfirmed = |earlier: &&_| {
+                let earlier: &Reply = earlier;
+                h.iter().any(|e| {
+                    e.seq > earlier.seq
+                        && e.seq < later.seq
+                        && matches!(&e.event, Event::PollStarted { node: Some(n), offset, .. }
+                            if *n == earlier.node && offset.is_none_or(|o| o <= *update))
+                })
+            };
+            let blocking = rs[..k]
+                .iter()
+                .filter(|e| !unconfirmed(e))
+                .find_map(|earlier| {
+                    tl.acting_iv(earlier.node, earlier.seq)
+                        .filter(|iv| iv.end_seq.is_none_or(|end| end > later.seq))
+                        .map(|iv| (earlier, iv))
+                });
             match blocking {
                 Some((earlier, iv)) => violations.push(Violation::new(
                     inv,
@@ -1262,9 +1276,42 @@ fn tamper_refused(h: &History) -> Report {
                 let id = id.clone().unwrap_or_else(|| "(unnamed)".into());
                 tampered.insert((*node, *fetch_id), (e, id, kind, false));
             }
-            Event::RestoreVerified { node, fetch_id, .. } => {
+            Event::RestoreVerified {
+                node,
+                fetch_id,
+                version,
+                ..
+            } => {
                 if let Some((se, id, kind, seen)) = tampered.get_mut(&(*node, *fetch_id)) {
                     *seen = true;
+                    // A replayed old head is detectable only against a higher version the
+                    // node trusted before (TUF's persisted version); a blank node cannot
+                    // know a newer one exists.
+                    let trusted_higher =
+                        h.entries
+                            .iter()
+                            .take_while(|x| x.seq < e.seq)
+                            .any(|x| match &x.event {
+                                Event::RestoreVerified {
+                                    node: n,
+                                    version: v,
+                                    ..
+                                } => n == node && v > version,
+                                Event::SnapshotPublished {
+                                    node: n,
+                                    version: v,
+                                    accepted: true,
+                                    ..
+                                } => n == node && v > version,
+                                _ => false,
+                            });
+                    if *kind == "rollback" && !trusted_higher {
+                        notes.push(format!(
+                            "node {node} restored a replayed older head ({id}) at {} with no higher version trusted before: undetectable, not a violation",
+                            t(e.at)
+                        ));
+                        continue;
+                    }
                     let mut evidence = vec![se.seq, e.seq];
                     let later_lead = h.entries.iter().find(|x| {
                         x.seq > e.seq
@@ -1319,6 +1366,56 @@ fn tamper_refused(h: &History) -> Report {
 
 // ---------------------------------------------------------------------------------------
 // 7. rpo-bounded
+
+/// How much of `[from, to]` had a fault in place that keeps a leader from saving state:
+/// the store down, slow or tampered, or any cut or isolation (a node cut from the store
+/// or the lease store cannot publish under a valid token).
+fn store_fault_time(h: &History, from: Millis, to: Millis) -> Millis {
+    let blocks = |kind: &str| {
+        matches!(
+            kind,
+            "store-down"
+                | "store-slow"
+                | "store-tamper"
+                | "partition"
+                | "partition-oneway"
+                | "isolate"
+                | "loss"
+                | "latency"
+        )
+    };
+    let mut open: Vec<(String, Millis)> = Vec::new();
+    let mut windows: Vec<(Millis, Millis)> = Vec::new();
+    for e in h.iter() {
+        match &e.event {
+            Event::Fault(f) if blocks(&f.kind) => {
+                open.push((format!("{}|{}|{}", f.kind, f.target, f.detail), e.at))
+            }
+            Event::Heal(f) if blocks(&f.kind) => {
+                let key = format!("{}|{}|{}", f.kind, f.target, f.detail);
+                if let Some(i) = open.iter().position(|(k, _)| *k == key) {
+                    let (_, s) = open.remove(i);
+                    windows.push((s, e.at));
+                }
+            }
+            _ => {}
+        }
+    }
+    windows.extend(open.into_iter().map(|(_, s)| (s, h.end())));
+    // Union of the windows, clipped to [from, to].
+    windows.sort();
+    let mut total = Millis::ZERO;
+    let mut cursor = from;
+    for (s, e) in windows {
+        let s = s.max(cursor);
+        let e = e.min(to);
+        if e > s {
+            total = total + (e - s);
+            cursor = e;
+        }
+    }
+    total
+}
 
 fn rpo_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
     let inv = Invariant::RpoBounded;
@@ -1375,7 +1472,18 @@ fn rpo_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
                 .expect("latest > have, so some change exceeded it");
             let (ue, unode, uversion) = first_unsaved;
             let age = g.lost_at.saturating_sub(ue.at);
-            if age > cfg.rpo_bound {
+            // No protocol can save state to a store it cannot reach or that serves lies:
+            // time under such faults extends the budget, and the note says by how much.
+            let excused = store_fault_time(h, ue.at, g.lost_at);
+            if excused > Millis::ZERO {
+                notes.push(format!(
+                    "state unsaved for {} before the loss at {}, {} of it under store or partition faults",
+                    t(age),
+                    t(g.lost_at),
+                    t(excused)
+                ));
+            }
+            if age > cfg.rpo_bound + excused {
                 let mut evidence = vec![ue.seq, g.lost_seq, p];
                 evidence.extend(own.map(|(_, e)| e.seq));
                 violations.push(Violation::new(

@@ -236,15 +236,17 @@ enum Pending {
     Renew { sent: Millis },
     Revoke,
     Poll,
-    Reply,
+    Reply { update: i64 },
     Fetch { purpose: FetchPurpose },
-    Publish,
+    Publish(Option<Box<SignedManifest>>),
     LockRead(LockOp),
     LockWrite(LockOp),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FetchPurpose {
+    /// Learn the store's head after a publish went astray, keeping our own files.
+    Rebase,
     Bootstrap,
     Promote,
     Sync,
@@ -296,6 +298,12 @@ pub struct Node {
     gateway_up: bool,
     /// Why the pending v1 acquire is taking the lock, reported once the write lands.
     acquire_why: String,
+    /// Updates already applied to the state (so a redelivery is not applied twice).
+    applied: std::collections::BTreeSet<i64>,
+    /// Replies sent whose answer has not come back yet.
+    replies_pending: usize,
+    /// The lowest update whose reply failed in the current batch.
+    failed_reply: Option<i64>,
 }
 
 impl Node {
@@ -324,6 +332,9 @@ impl Node {
             follower_loop_alive: false,
             gateway_up: false,
             acquire_why: String::new(),
+            applied: std::collections::BTreeSet::new(),
+            replies_pending: 0,
+            failed_reply: None,
         }
     }
 
@@ -444,9 +455,20 @@ impl Node {
         }
     }
 
+    /// The key to pin: the bootstrap manifest's, else the configured one.
+    fn trusted_key(&self) -> TrustedKey {
+        match &self.disk.bootstrap {
+            Some(m) => m
+                .trusted_key()
+                .unwrap_or_else(|_| self.cfg.trusted_key.clone()),
+            None => self.cfg.trusted_key.clone(),
+        }
+    }
+
     /// Whether the node may do leader work now: fenced needs an unexpired safe lease.
     fn may_act(&self, clock: Clock) -> bool {
         match &self.cfg.profile {
+            Profile::Fenced(p) if p.broken_no_step_down => self.role == Role::Leader,
             Profile::Fenced(_) => self.role == Role::Leader && clock.mono < self.safe_until,
             Profile::OpentridentV1(_) => self.role == Role::Leader,
         }
@@ -480,18 +502,23 @@ impl Node {
     ) -> Result<u64, String> {
         let (files, recorded, id, version) = match bundle {
             StoredBundle::Lifeboat(b) => {
-                let trusted = match &self.disk.bootstrap {
-                    Some(m) => m
-                        .trusted_key()
-                        .unwrap_or_else(|_| self.cfg.trusted_key.clone()),
-                    None => self.cfg.trusted_key.clone(),
-                };
+                let trusted = self.trusted_key();
                 let policy = VerifyPolicy {
                     trusted,
                     state: self.disk.trust.clone(),
                     now: clock.wall,
                 };
                 let verified = snapshot::verify(&policy, &chain, &b).map_err(|e| e.to_string())?;
+                // The bootstrap manifest names a head; a chain that does not reach it is a
+                // replay of something older (a rollback below what the manifest promised).
+                if let Some(m) = &self.disk.bootstrap {
+                    if !chain.iter().any(|c| c.manifest.id == m.snapshot_head) {
+                        return Err(format!(
+                            "rollback: the served chain ends at {} and does not contain {}, the head the bootstrap manifest names",
+                            verified.id, m.snapshot_head
+                        ));
+                    }
+                }
                 let files = snapshot::restore(&b, &verified).map_err(|e| e.to_string())?;
                 self.disk.trust = verified.state.clone();
                 self.disk.head_manifest = Some(b.manifest.clone());
@@ -564,7 +591,14 @@ impl Node {
     }
 
     fn reply(&mut self, u: &Update, out: &mut Vec<Effect>) {
-        self.apply_update(u, out);
+        // A redelivered update (its reply was lost) is answered again, not applied again.
+        if !self.applied.contains(&u.update_id) {
+            self.apply_update(u, out);
+            self.applied.insert(u.update_id);
+            if self.applied.len() > 256 {
+                self.applied.pop_first();
+            }
+        }
         let text = format!(
             "re: {} (node {}, token {:?})",
             u.text, self.cfg.id, self.token
@@ -577,11 +611,37 @@ impl Node {
                 reply_to: u.update_id,
                 token: self.token,
             }),
-            Pending::Reply,
+            Pending::Reply {
+                update: u.update_id,
+            },
             t,
             out,
         );
+        if matches!(self.cfg.profile, Profile::Fenced(_)) {
+            self.replies_pending += 1;
+        }
         self.last_reply = Some(u.update_id);
+    }
+
+    /// A reply was sent (or failed). Under `fenced` the updates are confirmed only once
+    /// every reply of the batch is known to have landed; a failed one is delivered again.
+    fn reply_done(&mut self, clock: Clock, update: i64, ok: bool, out: &mut Vec<Effect>) {
+        if !matches!(self.cfg.profile, Profile::Fenced(_)) {
+            return; // OpenTrident's poller confirms at once, whatever became of the reply
+        }
+        self.replies_pending = self.replies_pending.saturating_sub(1);
+        if !ok {
+            self.failed_reply = Some(self.failed_reply.map_or(update, |f| f.min(update)));
+        }
+        if self.replies_pending > 0 {
+            return;
+        }
+        if let Some(f) = self.failed_reply.take() {
+            self.offset = Some(f);
+        }
+        if let Profile::Fenced(p) = self.cfg.profile.clone() {
+            self.fenced_poll(clock, &p, out);
+        }
     }
 
     fn on_failure(&mut self, clock: Clock, p: Pending, _why: &str, out: &mut Vec<Effect>) {
@@ -594,7 +654,11 @@ impl Node {
                     after: retry,
                 });
             }
-            Pending::Renew { .. } | Pending::Reply | Pending::Publish | Pending::Revoke => {}
+            Pending::Reply { update } => self.reply_done(clock, update, false, out),
+            Pending::Publish(Some(_)) if self.role == Role::Leader => {
+                self.fetch(None, FetchPurpose::Rebase, out);
+            }
+            Pending::Renew { .. } | Pending::Publish(_) | Pending::Revoke => {}
             Pending::Fetch { purpose } => {
                 if purpose != FetchPurpose::Sync {
                     out.push(Effect::SetTimer {
@@ -679,6 +743,7 @@ impl Node {
             Input::Timer(Timer::StepDown) => {
                 if matches!(self.role, Role::Leader | Role::Candidate)
                     && clock.mono >= self.safe_until
+                    && !p.broken_no_step_down
                 {
                     self.fenced_step_down(clock, p, "lease could expire: no renewal in time", out);
                 }
@@ -746,6 +811,8 @@ impl Node {
     ) {
         self.set_role(Role::SteppingDown, why.to_string(), out);
         self.token = None;
+        self.replies_pending = 0;
+        self.failed_reply = None;
         self.lease = None;
         self.polling = false;
         self.observed = None;
@@ -915,11 +982,21 @@ impl Node {
             ) => {
                 self.fenced_fetched(clock, p, purpose, chain, bundle, fetch_id, out);
             }
-            (Pending::Publish, Response::Store(StoreResp::Published { id })) => {
+            (Pending::Publish(m), Response::Store(StoreResp::Published { id })) => {
+                if let Some(m) = m {
+                    self.disk.trust = TrustState {
+                        highest: Some((m.manifest.version, snapshot::digest(&m))),
+                    };
+                    self.disk.snapshot_head = Some(m.manifest.id.clone());
+                    self.disk.head_manifest = Some(*m);
+                }
                 self.cycle_status = format!("live: published {id}");
             }
-            (Pending::Publish, Response::Store(StoreResp::Rejected(why))) => {
+            (Pending::Publish(_), Response::Store(StoreResp::Rejected(why))) => {
                 self.cycle_status = format!("snapshot refused: {why}");
+                if self.role == Role::Leader {
+                    self.fetch(None, FetchPurpose::Rebase, out);
+                }
             }
             (Pending::Poll, Response::Telegram(TgResp::Updates(updates))) => {
                 self.polling = false;
@@ -932,7 +1009,9 @@ impl Node {
                     self.reply(u, out);
                     self.offset = Some(u.update_id + 1);
                 }
-                self.fenced_poll(clock, p, out);
+                if self.replies_pending == 0 {
+                    self.fenced_poll(clock, p, out);
+                }
             }
             (
                 Pending::Poll,
@@ -950,7 +1029,10 @@ impl Node {
                     after: retry_after.unwrap_or(p.retry_after),
                 });
             }
-            (Pending::Reply, _) => {}
+            (Pending::Reply { update }, Response::Telegram(resp)) => {
+                let ok = matches!(resp, TgResp::Sent { .. });
+                self.reply_done(clock, update, ok, out);
+            }
             _ => {}
         }
     }
@@ -966,6 +1048,10 @@ impl Node {
         fetch_id: u64,
         out: &mut Vec<Effect>,
     ) {
+        if purpose == FetchPurpose::Rebase {
+            self.rebase(clock, chain, bundle);
+            return;
+        }
         let outcome = match bundle {
             None => Err("the snapshot store holds no snapshot".to_string()),
             Some(b) => {
@@ -1023,7 +1109,7 @@ impl Node {
                 });
                 self.fenced_poll(clock, p, out);
             }
-            (FetchPurpose::Sync, Ok(_)) => {}
+            (FetchPurpose::Sync, Ok(_)) | (FetchPurpose::Rebase, _) => {}
             (FetchPurpose::Sync, Err(reason)) => {
                 out.push(Effect::Emit(Event::RestoreRefused {
                     node: self.cfg.id,
@@ -1034,13 +1120,35 @@ impl Node {
         }
     }
 
+    /// Adopts the store's head as the parent of the next snapshot, after verifying it,
+    /// without touching the state files (the leader's own state is newer).
+    fn rebase(&mut self, clock: Clock, chain: Vec<SignedManifest>, bundle: Option<StoredBundle>) {
+        let Some(StoredBundle::Lifeboat(b)) = bundle else {
+            return;
+        };
+        let policy = VerifyPolicy {
+            trusted: self.trusted_key(),
+            state: self.disk.trust.clone(),
+            now: clock.wall,
+        };
+        if let Ok(v) = snapshot::verify(&policy, &chain, &b) {
+            self.disk.trust = v.state;
+            self.disk.snapshot_head = Some(v.id);
+            self.disk.head_manifest = Some(b.manifest);
+        }
+    }
+
     fn fenced_poll(&mut self, clock: Clock, p: &FencedParams, out: &mut Vec<Effect>) {
-        if self.polling || !self.may_act(clock) {
+        if self.polling || self.replies_pending > 0 || !self.may_act(clock) {
             return;
         }
         // The poll must end at Telegram before this lease could lapse: the request may
         // take max_latency to arrive, then runs for `timeout`.
-        let remaining = self.safe_until.saturating_sub(clock.mono);
+        let remaining = if p.broken_no_step_down {
+            p.poll_timeout + p.max_latency
+        } else {
+            self.safe_until.saturating_sub(clock.mono)
+        };
         let timeout = remaining.saturating_sub(p.max_latency).min(p.poll_timeout);
         // Telegram takes whole seconds; never round up.
         let timeout = Millis(timeout.0 / 1000 * 1000);
@@ -1084,21 +1192,16 @@ impl Node {
         ) else {
             return;
         };
-        self.disk.head_manifest = Some(bundle.manifest.clone());
-        self.disk.snapshot_head = Some(bundle.manifest.manifest.id.clone());
-        self.disk.trust = TrustState {
-            highest: Some((
-                bundle.manifest.manifest.version,
-                snapshot::digest(&bundle.manifest),
-            )),
-        };
+        // The head moves only when the store accepts: a lost or refused publish must not
+        // become the parent of the next one.
+        let manifest = Box::new(bundle.manifest.clone());
         let t = p.request_timeout;
         self.send(
             Request::Store(StoreReq::Publish {
                 bundle: StoredBundle::Lifeboat(bundle),
                 token: Some(token),
             }),
-            Pending::Publish,
+            Pending::Publish(Some(manifest)),
             t,
             out,
         );
@@ -1520,7 +1623,7 @@ impl Node {
                 bundle: StoredBundle::V1(bundle),
                 token: None,
             }),
-            Pending::Publish,
+            Pending::Publish(None),
             t,
             out,
         );

@@ -96,6 +96,10 @@ pub struct FencedParams {
     /// Wait after a failed request before retrying.
     #[serde(with = "crate::time::duration_str")]
     pub retry_after: Millis,
+    /// A deliberately broken variant for testing the fuzzer: the leader never steps down
+    /// before its lease can expire. Never set this outside tests.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub broken_no_step_down: bool,
 }
 
 impl Default for FencedParams {
@@ -114,6 +118,7 @@ impl Default for FencedParams {
             follower_sync_every: Millis::secs(30),
             snapshot_ttl: Millis::secs(24 * 3600),
             retry_after: Millis::ms(500),
+            broken_no_step_down: false,
         }
     }
 }
@@ -289,7 +294,9 @@ impl Profile {
     pub fn observe_lag(&self) -> Millis {
         match self {
             Profile::OpentridentV1(p) => p.request_timeout,
-            Profile::Fenced(p) => p.max_latency * 3,
+            // A crashed or paused leader's key stays in the store until its lease runs
+            // out; until then the store itself still names it, and so may a follower.
+            Profile::Fenced(p) => p.lease_ttl + p.max_latency * 3,
         }
     }
 

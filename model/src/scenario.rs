@@ -157,7 +157,7 @@ pub enum Action {
     /// Heal every fault still in place.
     HealAll,
     /// Send the bot a chat message and require a reply within a bound, optionally from a
-    /// given node.
+    /// given node. A bound of `0s` only sends: invariant 3 judges the answer at the end.
     Chat {
         /// The message.
         text: String,

@@ -268,6 +268,19 @@ impl BotApi {
         });
     }
 
+    /// One process incarnation's connection closed: its poll, if any, ends.
+    pub fn disconnect_from(&mut self, who: From, events: &mut Vec<Event>) {
+        if self.active.as_ref().is_some_and(|p| p.who == Some(who)) {
+            let p = self.active.take().expect("checked above");
+            events.push(Event::PollEnded {
+                node: Some(who.node),
+                poll: p.id,
+                outcome: PollOutcome::Closed,
+                by: None,
+            });
+        }
+    }
+
     /// The poller's connection closed (its process was killed or stopped): its poll ends.
     pub fn disconnect(&mut self, node: NodeId, events: &mut Vec<Event>) {
         if self

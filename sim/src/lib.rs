@@ -2,10 +2,12 @@
 //!
 //! Code map:
 //! - [`world`]: the fast engine, an event-driven world (the default).
+//! - [`fuzz`]: fuzz cases (fault plans) as scenarios, run through the drill runner.
 //! - [`backend`]: the drill runner's `Backend` over a simulated world.
 //! - [`turmoil_engine`]: the same world as turmoil hosts talking TCP, to cross-check the fast one.
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod fuzz;
 pub mod turmoil_engine;
 pub mod world;

@@ -727,15 +727,23 @@ impl World {
             Request::Lease(r) => self
                 .lease
                 .handle(now, from, req, r, &mut replies, &mut events),
-            Request::Telegram(TgReq::GetUpdates { offset, timeout }) => self.bot.get_updates(
-                now,
-                Some(from),
-                req,
-                offset,
-                timeout,
-                &mut replies,
-                &mut events,
-            ),
+            Request::Telegram(TgReq::GetUpdates { offset, timeout }) => {
+                self.bot.get_updates(
+                    now,
+                    Some(from),
+                    req,
+                    offset,
+                    timeout,
+                    &mut replies,
+                    &mut events,
+                );
+                // Sent just before its process died: the data arrives, then the FIN,
+                // which ends the poll at once.
+                let s = self.slot(from.node);
+                if s.inc != from.incarnation || s.proc.is_none() {
+                    self.bot.disconnect_from(from, &mut events);
+                }
+            }
             Request::Telegram(TgReq::SendMessage {
                 reply_to, token, ..
             }) => self

@@ -1,0 +1,349 @@
+//! The fuzzer's cases: a cluster, a profile and a random fault schedule, written as a
+//! scenario so that any failure replays from its file.
+//!
+//! A case is a ten-minute drill: the primary starts, two blank nodes bootstrap from the
+//! manifest, faults of every kind land at random times for random durations during the
+//! safety phase (the first `FAULT_PHASE`), the operator chats throughout; then every
+//! fault is healed and the liveness phase requires a reply (TigerBeetle's VOPR split).
+//! proptest generates and shrinks [`FaultPlan`]s; `lifeboat fuzz` draws them from a
+//! seeded generator. Either way the case becomes a [`Scenario`] and runs through the
+//! same drill runner as every other scenario.
+//!
+//! Fault model per profile: `fenced` declares it survives one-way latency up to its
+//! `max_latency` and clock rate error up to its `drift_ppt`; the fuzzer stays inside
+//! those bounds for it (drawing past them is a different claim, tested separately).
+
+use crate::backend::SimBackend;
+use lifeboat_model::backend::block_on;
+use lifeboat_model::check::Invariant;
+use lifeboat_model::drill::{self, DrillReport, RunOptions};
+use lifeboat_model::fault::{Fault, Tamper};
+use lifeboat_model::ids::{Endpoint, NodeId};
+use lifeboat_model::profile::{Profile, ProfileName};
+use lifeboat_model::scenario::{
+    Action, ClusterSpec, Condition, NetworkSpec, ProfileOverrides, Scenario, Step, Verdict,
+};
+use lifeboat_model::time::Millis;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// When faults may start: after the cluster formed, before the liveness phase.
+pub const FAULT_START: Millis = Millis(30_000);
+/// The safety phase's end; faults start before it.
+pub const FAULT_PHASE: Millis = Millis(480_000);
+/// Total simulated length of a case (about ten minutes).
+pub const CASE_LENGTH: Millis = Millis(600_000);
+/// The longest any one fault lasts.
+pub const MAX_FAULT: Millis = Millis(60_000);
+
+/// One fault of a plan: when, what, for how long.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFault {
+    /// Start, from the beginning of the case.
+    pub at: Millis,
+    /// The fault.
+    pub fault: Fault,
+    /// How long before it is healed.
+    pub duration: Millis,
+}
+
+/// A fault schedule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultPlan {
+    /// The faults, in order of start.
+    pub faults: Vec<PlannedFault>,
+}
+
+const NODES: [NodeId; 3] = [NodeId(0), NodeId(1), NodeId(2)];
+
+/// Every fault kind the fuzzer draws, by index (so proptest can shrink toward simple
+/// kinds).
+pub const FAULT_KINDS: usize = 19;
+
+/// Builds fault kind `kind` (mod [`FAULT_KINDS`]) from raw random numbers, inside the
+/// fault model `profile` declares.
+pub fn make_fault(kind: usize, n: u64, m: u64, profile: &Profile) -> Fault {
+    let node = NODES[(n % 3) as usize];
+    let other = NODES[((n + 1 + m % 2) % 3) as usize];
+    let endpoints = [
+        Endpoint::Node(other),
+        Endpoint::LeaseStore,
+        Endpoint::Telegram,
+        Endpoint::SnapshotStore,
+    ];
+    let peer = endpoints[(m % 4) as usize];
+    let (max_latency, max_ppm) = match profile {
+        Profile::Fenced(p) => (
+            p.max_latency.saturating_sub(Millis(40)),
+            p.drift_ppt as i64 * 1000 * 8 / 10,
+        ),
+        Profile::OpentridentV1(_) => (Millis(2000), 100_000),
+    };
+    let signed = |v: u64, max: i64| (v % (2 * max as u64 + 1)) as i64 - max;
+    match kind % FAULT_KINDS {
+        0 => Fault::Kill { node },
+        1 => Fault::Crash { node },
+        2 => Fault::Stop { node },
+        3 => Fault::Pause { node },
+        4 => Fault::Partition {
+            a: Endpoint::Node(node),
+            b: peer,
+        },
+        5 => Fault::PartitionOneway {
+            from: Endpoint::Node(node),
+            to: peer,
+        },
+        6 => Fault::PartitionOneway {
+            from: peer,
+            to: Endpoint::Node(node),
+        },
+        7 => Fault::Isolate { node },
+        8 => Fault::ClockOffset {
+            node,
+            ms: signed(m, 300_000),
+        },
+        9 => Fault::ClockStep {
+            node,
+            ms: signed(m, 600_000),
+        },
+        10 => Fault::ClockRate {
+            node,
+            ppm: signed(m, max_ppm),
+        },
+        11 => Fault::Latency {
+            extra: Millis(m % (max_latency.0 + 1)),
+        },
+        12 => Fault::Loss {
+            percent: (m % 31) as u8,
+        },
+        13 => Fault::StoreDown,
+        14 => Fault::StoreSlow {
+            extra: Millis(m % 5000),
+        },
+        15 => Fault::StoreTamper {
+            tamper: Tamper::ALL[(m % Tamper::ALL.len() as u64) as usize],
+        },
+        16 => Fault::TelegramErrors {
+            code: [500, 502, 429][(m % 3) as usize],
+        },
+        17 => Fault::ForeignPoller,
+        _ => {
+            if m % 2 == 0 {
+                Fault::LockFileCorrupt {
+                    host: node.to_string(),
+                }
+            } else {
+                Fault::DiskSlow {
+                    host: node.to_string(),
+                    extra: Millis(m % 2000),
+                }
+            }
+        }
+    }
+}
+
+/// Draws a plan of up to `max_faults` faults from `seed`.
+pub fn random_plan(seed: u64, profile: &Profile, max_faults: usize) -> FaultPlan {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_f00d);
+    let count = rng.random_range(0..=max_faults);
+    let mut faults: Vec<PlannedFault> = (0..count)
+        .map(|_| {
+            let kind = rng.random_range(0..FAULT_KINDS);
+            PlannedFault {
+                at: Millis(rng.random_range(FAULT_START.0..FAULT_PHASE.0)),
+                fault: make_fault(kind, rng.random(), rng.random(), profile),
+                duration: Millis(rng.random_range(500..=MAX_FAULT.0)),
+            }
+        })
+        .collect();
+    faults.sort_by_key(|f| f.at);
+    FaultPlan { faults }
+}
+
+fn step(action: Action) -> Step {
+    Step {
+        phase: None,
+        criterion: None,
+        action,
+    }
+}
+
+/// The scenario for a case: `seed`, `profile`, `plan`. Its own seed drives the world.
+pub fn case_scenario(seed: u64, profile: &Profile, plan: &FaultPlan) -> Scenario {
+    let mut steps = vec![
+        step(Action::Start { node: NODES[0] }),
+        step(Action::Wait {
+            duration: Millis::secs(5),
+        }),
+        step(Action::RegenerateManifest),
+        step(Action::Bootstrap { node: NODES[1] }),
+        step(Action::Bootstrap { node: NODES[2] }),
+    ];
+    let mut now = Millis::secs(5);
+    let mut faults = plan.faults.clone();
+    faults.sort_by_key(|f| f.at);
+    // Chats every 20 s through the safety phase, interleaved with the faults.
+    let mut chats: Vec<Millis> = (1..(FAULT_PHASE.0 / 20_000))
+        .map(|i| Millis(i * 20_000))
+        .collect();
+    chats.retain(|t| *t > now);
+    let mut fi = 0;
+    let mut ci = 0;
+    let mut chat_no = 0;
+    while fi < faults.len() || ci < chats.len() {
+        let next_fault = faults.get(fi).map(|f| f.at.max(now));
+        let next_chat = chats.get(ci).copied();
+        let (t, is_fault) = match (next_fault, next_chat) {
+            (Some(f), Some(c)) if f <= c => (f, true),
+            (Some(f), None) => (f, true),
+            (_, Some(c)) => (c, false),
+            (None, None) => break,
+        };
+        if t > now {
+            steps.push(step(Action::Wait { duration: t - now }));
+            now = t;
+        }
+        if is_fault {
+            let f = &faults[fi];
+            steps.push(step(Action::Fault {
+                fault: f.fault.clone(),
+                duration: Some(f.duration),
+            }));
+            fi += 1;
+        } else {
+            chat_no += 1;
+            // Sent without a bound of its own: invariant 3 judges every message at the end.
+            steps.push(step(Action::Chat {
+                text: format!("fuzz message {chat_no}"),
+                within: Millis::ZERO,
+                from: None,
+            }));
+            ci += 1;
+        }
+    }
+    let heal_at = FAULT_PHASE + MAX_FAULT;
+    if heal_at > now {
+        steps.push(step(Action::Wait {
+            duration: heal_at - now,
+        }));
+    }
+    steps.push(step(Action::HealAll));
+    // Liveness: a node whose fault was a kill or stop is back now; a leader must answer.
+    steps.push(step(Action::Chat {
+        text: "after the storm".into(),
+        within: profile.takeover_bound() + Millis::secs(30),
+        from: None,
+    }));
+    let used = heal_at + profile.takeover_bound() + Millis::secs(30);
+    let settle = CASE_LENGTH.saturating_sub(used).max(Millis::secs(20));
+    let mut profiles = ProfileOverrides::default();
+    match profile {
+        Profile::Fenced(p) => profiles.fenced = Some(p.clone()),
+        Profile::OpentridentV1(p) => profiles.opentrident_v1 = Some(p.clone()),
+    }
+    Scenario {
+        name: format!("fuzz-{}-{seed}", profile.name()),
+        description: format!(
+            "A fuzzed ten-minute drill: {} fault(s), then heal and require a reply. Replay with `lifeboat replay FILE`.",
+            plan.faults.len()
+        ),
+        failure_mode: None,
+        seed,
+        profile: Some(profile.name()),
+        cluster: ClusterSpec {
+            nodes: NODES.to_vec(),
+            primary: vec![NODES[0]],
+            hosts: BTreeMap::new(),
+        },
+        network: NetworkSpec::default(),
+        profiles,
+        expect: BTreeMap::new(),
+        invariants: Vec::new(),
+        settle,
+        criteria: Vec::new(),
+        steps,
+    }
+}
+
+/// What one case found.
+#[derive(Clone, Debug)]
+pub struct CaseOutcome {
+    /// The scenario run.
+    pub scenario: Scenario,
+    /// The drill's report.
+    pub report: DrillReport,
+}
+
+impl CaseOutcome {
+    /// The invariants violated.
+    pub fn violated(&self) -> Vec<Invariant> {
+        self.report
+            .invariants
+            .iter()
+            .filter(|r| !r.ok())
+            .map(|r| r.invariant)
+            .collect()
+    }
+
+    /// True when the case passed.
+    pub fn passed(&self) -> bool {
+        self.report.verdict == Verdict::Pass
+    }
+}
+
+/// Runs a scenario on the fast engine. Chat steps in fuzz cases carry a zero bound, so
+/// they are judged only by invariant 3 at the end; failed steps are ignored here.
+pub fn run_scenario(s: &Scenario) -> DrillReport {
+    let profile = s.profile(None);
+    let mut backend = SimBackend::new();
+    // The same options as `lifeboat drill` and `lifeboat replay`, so a written failure
+    // replays to the same trace hash.
+    let opts = RunOptions::default();
+    block_on(drill::run(
+        &mut backend,
+        s,
+        profile,
+        s.seed,
+        &opts,
+        &mut |_| {},
+    ))
+}
+
+/// Runs one case.
+pub fn run_case(seed: u64, profile: &Profile, plan: &FaultPlan) -> CaseOutcome {
+    let scenario = case_scenario(seed, profile, plan);
+    let mut report = run_scenario(&scenario);
+    // A fuzz case is judged by its invariants (the unbounded chats are not steps to pass).
+    let violated = report.invariants.iter().any(|r| !r.ok());
+    let liveness_step_failed = report.steps.last().is_some_and(|s| {
+        !s.ok
+            && matches!(
+                scenario.steps.last().map(|s| &s.action),
+                Some(Action::Chat { .. })
+            )
+    });
+    report.verdict = if violated || liveness_step_failed {
+        Verdict::Fail
+    } else if report.verdict == Verdict::Unknown {
+        Verdict::Unknown
+    } else {
+        Verdict::Pass
+    };
+    CaseOutcome { scenario, report }
+}
+
+/// The profile a fuzz run uses.
+pub fn default_profile(name: ProfileName) -> Profile {
+    Profile::default_for(name)
+}
+
+/// Liveness condition helper kept for scenario writers: the sole-leader check.
+pub fn sole_leader_step(node: NodeId, within: Millis) -> Step {
+    step(Action::WaitFor {
+        condition: Condition::SoleLeader,
+        node,
+        within,
+    })
+}
