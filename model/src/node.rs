@@ -64,6 +64,9 @@ pub enum Timer {
 }
 
 /// What a node is handed.
+// Inputs are moved once from the driver into `step`; boxing the large response would only
+// add an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Input {
     /// The process started (first boot or a restart).
@@ -889,10 +892,8 @@ impl Node {
             (
                 Pending::Get | Pending::Watch,
                 Response::Lease(LeaseResp::Value { holder, revision }),
-            ) => {
-                if self.role == Role::Follower {
-                    self.fenced_observe(clock, p, holder, revision, out);
-                }
+            ) if self.role == Role::Follower => {
+                self.fenced_observe(clock, p, holder, revision, out);
             }
             (Pending::Grant { sent }, Response::Lease(LeaseResp::Granted { lease, .. })) => {
                 if self.role != Role::Candidate {

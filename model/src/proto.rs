@@ -274,6 +274,8 @@ pub enum StoreReq {
 }
 
 /// A snapshot store answer.
+// Moved once per fetch; boxing the bundle would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoreResp {
     /// The publish was accepted as the new head.

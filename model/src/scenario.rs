@@ -604,7 +604,7 @@ criterion = 1
         let bad = SMALL.replace("within = \"30s\"", "within = 30s");
         let e = Scenario::parse("bad.toml", &bad).unwrap_err();
         assert_eq!(e.file, "bad.toml");
-        assert_eq!(e.line, 17, "{e}");
+        assert_eq!(e.line, 18, "{e}");
         assert!(e.column > 1, "{e}");
     }
 
@@ -617,7 +617,7 @@ criterion = 1
             e.message.contains("node `d` is not in the cluster (a, b)"),
             "{e}"
         );
-        assert_eq!(e.line, 13, "{e}");
+        assert_eq!(e.line, 14, "{e}");
     }
 
     #[test]

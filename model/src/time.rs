@@ -54,7 +54,7 @@ impl fmt::Display for Millis {
         let ms = self.0;
         // Whole seconds read best as seconds; anything finer stays exact so that a
         // duration written into a scenario file parses back to the same value.
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")

@@ -130,7 +130,7 @@ pub fn make_fault(kind: usize, n: u64, m: u64, profile: &Profile) -> Fault {
         },
         17 => Fault::ForeignPoller,
         _ => {
-            if m % 2 == 0 {
+            if m.is_multiple_of(2) {
                 Fault::LockFileCorrupt {
                     host: node.to_string(),
                 }
