@@ -1601,10 +1601,7 @@ impl Node {
     fn v1_publish(&mut self, clock: Clock, out: &mut Vec<Effect>) {
         let seed = *self.disk.v1_key_seed.get_or_insert_with(|| {
             // A missing key file silently creates a new key pair (failure mode 17).
-            let h = snapshot::sha256_hex(format!("v1-key:{}", self.cfg.hostname).as_bytes());
-            let mut s = [0u8; 32];
-            s.copy_from_slice(&hex::decode(&h[..64]).expect("hex")[..32]);
-            s
+            snapshot::sha256(format!("v1-key:{}", self.cfg.hostname).as_bytes())
         });
         let key = SnapshotKey::from_seed(seed);
         let files: BTreeMap<String, Vec<u8>> = self.disk.files.clone();

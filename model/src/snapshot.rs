@@ -276,8 +276,13 @@ impl TrustedKey {
 
 /// SHA-256 of bytes, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha256(bytes))
+}
+
+/// SHA-256 of bytes.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
+    Sha256::digest(bytes).into()
 }
 
 /// Whether a path is a safe relative path inside a bundle.

@@ -9,5 +9,6 @@
 
 pub mod backend;
 pub mod fuzz;
+mod shared;
 pub mod turmoil_engine;
 pub mod world;

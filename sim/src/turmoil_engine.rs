@@ -68,25 +68,25 @@
 //! - A process restarted within a hop of its death loses what it had sent and not yet
 //!   written (its host is restarted); the fast engine delivers it.
 
+use crate::shared::{
+    answered_by, bootstrap_manifest, derive_seed, file_hashes, probe_event, publish_genesis,
+    state_version_of, Conditions,
+};
 use crate::world::{
-    derive_seed, state_version_of, NodeClock, NodeSetup, WorldConfig, BACKOFF_FIRST, BACKOFF_MAX,
-    BACKOFF_RESET_AFTER, EPOCH_WALL, FOREIGN_POLL_EVERY, OPERATOR_CHAT, STOP_GRACE,
+    NodeClock, WorldConfig, BACKOFF_FIRST, BACKOFF_MAX, BACKOFF_RESET_AFTER, EPOCH_WALL,
+    FOREIGN_POLL_EVERY, OPERATOR_CHAT, STOP_GRACE,
 };
 use lifeboat_model::bootstrap::BootstrapManifest;
 use lifeboat_model::fault::Fault;
 use lifeboat_model::history::{Event, History, Role};
 use lifeboat_model::ids::{Endpoint, NodeId};
-use lifeboat_model::lease::{LeaseStore, LockFileDoc, Reply};
+use lifeboat_model::lease::{LeaseStore, Reply};
 use lifeboat_model::node::{Clock, Dashboard, Disk, Effect, Input, Node, NodeConfig, Timer};
-use lifeboat_model::profile::Profile;
-use lifeboat_model::proto::{
-    From, LockFileReq, LockFileResp, ReqId, Request, Response, StoreReq, StoredBundle, TgReq,
-};
+use lifeboat_model::proto::{From, LockFileReq, ReqId, Request, Response, StoreReq, TgReq};
 use lifeboat_model::snapshot::{self, SnapshotKey};
 use lifeboat_model::store::SnapshotStore;
-use lifeboat_model::telegram::{ApiFault, BotApi};
+use lifeboat_model::telegram::BotApi;
 use lifeboat_model::time::Millis;
-use lifeboat_model::v1;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::de::DeserializeOwned;
@@ -291,13 +291,6 @@ struct Slot {
     crash_pending: bool,
 }
 
-#[derive(Clone, Debug, Default)]
-struct LockFile {
-    doc: Option<LockFileDoc>,
-    corrupt: bool,
-    slow: Millis,
-}
-
 /// Everything mutable in a world. The [`TurmoilWorld`] owns it between steps and lends it
 /// to the hosts' tasks (through [`Lent`]) while turmoil steps.
 struct State {
@@ -306,12 +299,7 @@ struct State {
     lease: LeaseStore,
     bot: BotApi,
     store: SnapshotStore,
-    lockfiles: BTreeMap<String, LockFile>,
-    extra_latency: Millis,
-    loss_percent: u8,
-    store_down: bool,
-    store_slow: Millis,
-    foreign_poller: bool,
+    cond: Conditions,
     rng: ChaCha8Rng,
     history: History,
     service_key: SnapshotKey,
@@ -355,51 +343,11 @@ impl State {
     }
 
     fn latency(&mut self) -> Millis {
-        let base = self
-            .rng
-            .random_range(self.cfg.latency_min.0..=self.cfg.latency_max.0);
-        Millis(base) + self.extra_latency
+        self.cond.latency(&mut self.rng, &self.cfg)
     }
 
     fn lost(&mut self) -> bool {
-        self.loss_percent > 0 && self.rng.random_range(0..100u8) < self.loss_percent
-    }
-
-    /// The first snapshot of the chain, made from the primary's initial state.
-    fn publish_genesis(&mut self, setup: &NodeSetup, disk: &mut Disk) {
-        let wall = EPOCH_WALL;
-        let bundle = match &self.cfg.profile {
-            Profile::Fenced(p) => {
-                let b = snapshot::create(
-                    &self.service_key,
-                    disk.files.clone(),
-                    None,
-                    0,
-                    wall,
-                    p.snapshot_ttl,
-                )
-                .expect("initial state files have safe paths");
-                disk.head_manifest = Some(b.manifest.clone());
-                disk.trust.highest = Some((1, snapshot::digest(&b.manifest)));
-                StoredBundle::Lifeboat(b)
-            }
-            Profile::OpentridentV1(_) => {
-                let seed = derive_seed(self.cfg.seed, &format!("v1-key-{}", setup.host));
-                disk.v1_key_seed = Some(seed);
-                let b = v1::create(
-                    &SnapshotKey::from_seed(seed),
-                    disk.files.clone(),
-                    None,
-                    "primary",
-                    wall,
-                );
-                disk.last_snapshot_ts = Some(wall.0);
-                StoredBundle::V1(b)
-            }
-        };
-        disk.snapshot_head = Some(bundle.id().to_string());
-        let (_, ev) = self.store.publish(setup.id, bundle, Some(0), 0);
-        self.push(Millis::ZERO, ev);
+        self.cond.lost(&mut self.rng)
     }
 
     /// Ends a node's process now: its disk stays, its task is told to flush and die, and
@@ -470,7 +418,7 @@ impl State {
                 .bot
                 .send_message(from, req, reply_to, token, &mut replies, &mut events),
             Request::Store(r) => {
-                if self.store_down {
+                if self.cond.store_down {
                     return;
                 }
                 let (resp, ev) = match r {
@@ -515,7 +463,7 @@ impl State {
         }
         let mut at = now + self.latency();
         if svc == Svc::Store {
-            at = at + self.store_slow;
+            at = at + self.cond.store_slow;
         }
         if let Some(route) = self.routes[svc.i()].get(&key(r.to)) {
             let frame = encode(&WireResp {
@@ -557,34 +505,7 @@ impl State {
     fn disk_op(&mut self, now: Millis, from: From, req: ReqId, op: LockFileReq) {
         let idx = self.idx(from.node);
         let host = self.slots[idx].host.clone();
-        let lf = self.lockfiles.entry(host.clone()).or_default();
-        let (resp, ev) = match op {
-            LockFileReq::Read => {
-                let doc = if lf.corrupt { None } else { lf.doc.clone() };
-                let entry = doc
-                    .as_ref()
-                    .and_then(|d| d.entry("leader-heartbeat").cloned());
-                let ev = Event::LockFileRead {
-                    node: from.node,
-                    host,
-                    holder: entry.as_ref().map(|e| e.instance_id.clone()),
-                    last_seen_at: entry.map(|e| e.last_seen_at),
-                    readable: !lf.corrupt,
-                };
-                (LockFileResp::Contents(doc), ev)
-            }
-            LockFileReq::Write(doc) => {
-                let ev = Event::LockFileWritten {
-                    node: from.node,
-                    host,
-                    holder: doc.entry("leader-heartbeat").map(|e| e.instance_id.clone()),
-                    op: "rename".into(),
-                };
-                lf.doc = Some(doc);
-                lf.corrupt = false;
-                (LockFileResp::Written, ev)
-            }
-        };
+        let (resp, ev) = self.cond.lock_file_op(from.node, &host, op);
         self.push(now, ev);
         let s = &self.slots[idx];
         if s.inc == from.incarnation && s.proc.is_some() {
@@ -996,7 +917,7 @@ impl Proc {
             };
             with(&self.lent, |st| {
                 let host = &st.slots[idx].host;
-                let slow = st.lockfiles.get(host).map_or(Millis::ZERO, |l| l.slow);
+                let slow = st.cond.disk_slow(host);
                 let d = st.rng.random_range(0..=st.cfg.disk_latency_max.0);
                 st.schedule(now + Millis(d) + slow, CtlEv::DiskOp { from, req, op });
             });
@@ -1008,7 +929,7 @@ impl Proc {
             }
             let mut at = now + st.latency();
             if svc == Svc::Store {
-                at = at + st.store_slow;
+                at = at + st.cond.store_slow;
             }
             Some(at)
         });
@@ -1053,8 +974,6 @@ pub struct TurmoilWorld {
     /// The state; `None` only while turmoil steps.
     st: Option<Box<State>>,
     steps: u64,
-    cuts: BTreeSet<(Endpoint, Endpoint)>,
-    isolated: BTreeSet<NodeId>,
     /// The one-way cuts currently set on turmoil's links.
     applied: BTreeSet<(Endpoint, Endpoint)>,
     tick: Millis,
@@ -1082,12 +1001,7 @@ impl TurmoilWorld {
             lease: LeaseStore::new(),
             bot: BotApi::new(),
             store: SnapshotStore::new(attacker),
-            lockfiles: BTreeMap::new(),
-            extra_latency: Millis::ZERO,
-            loss_percent: 0,
-            store_down: false,
-            store_slow: Millis::ZERO,
-            foreign_poller: false,
+            cond: Conditions::default(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             history: History::new(),
             service_key,
@@ -1106,10 +1020,12 @@ impl TurmoilWorld {
                 Disk::primary()
             };
             if !setup.blank && !genesis_done {
-                st.publish_genesis(&setup, &mut disk);
+                let ev =
+                    publish_genesis(&st.cfg, &st.service_key, &mut st.store, &setup, &mut disk);
+                st.push(Millis::ZERO, ev);
                 genesis_done = true;
             }
-            st.lockfiles.entry(setup.host.clone()).or_default();
+            st.cond.lockfiles.entry(setup.host.clone()).or_default();
             st.slots.push(Slot {
                 id: setup.id,
                 host: setup.host.clone(),
@@ -1148,8 +1064,6 @@ impl TurmoilWorld {
             lent: Rc::new(RefCell::new(None)),
             st: Some(st),
             steps: 0,
-            cuts: BTreeSet::new(),
-            isolated: BTreeSet::new(),
             applied: BTreeSet::new(),
             tick,
         };
@@ -1229,25 +1143,17 @@ impl TurmoilWorld {
 
     /// SHA-256 of every state file on the node's disk.
     pub fn file_hashes(&self, node: NodeId) -> BTreeMap<String, String> {
-        self.disk(node)
-            .files
-            .iter()
-            .map(|(p, b)| (p.clone(), snapshot::sha256_hex(b)))
-            .collect()
+        file_hashes(self.disk(node))
     }
 
     /// A bootstrap manifest for the current head (the runbook's phase 0).
     pub fn bootstrap_manifest(&self) -> Option<BootstrapManifest> {
         let st = self.st();
-        let head = st.store.head()?;
-        Some(BootstrapManifest::new(
-            head,
-            "sim://snapshot-store",
-            "lifeboat-node:sim",
-            &st.service_key.public(),
-            vec!["TELEGRAM_BOT_TOKEN".into(), "SNAPSHOT_SIGNING_KEY".into()],
+        bootstrap_manifest(
+            &st.store,
+            &st.service_key,
             st.slots[0].clock.wall(self.now()),
-        ))
+        )
     }
 
     /// Hands a blank node its bootstrap manifest (what `bootstrap --from URL` reads).
@@ -1273,23 +1179,7 @@ impl TurmoilWorld {
             })),
             _ => None,
         };
-        let ev = match &dash {
-            Some(d) => Event::HealthProbe {
-                node,
-                healthz: d.healthz,
-                readyz: d.readyz,
-                role: d.role,
-                observed_leader: d.observed_leader,
-            },
-            None => Event::HealthProbe {
-                node,
-                healthz: false,
-                readyz: false,
-                role: Role::Stopped,
-                observed_leader: None,
-            },
-        };
-        self.st_mut().push(now, ev);
+        self.st_mut().push(now, probe_event(node, dash.as_ref()));
         dash
     }
 
@@ -1372,7 +1262,7 @@ impl TurmoilWorld {
                     }
                 }
                 CtlEv::ForeignPoll => {
-                    if st.foreign_poller {
+                    if st.cond.foreign_poller {
                         let mut replies = Vec::new();
                         let mut events = Vec::new();
                         st.last_poller = None;
@@ -1456,16 +1346,7 @@ impl TurmoilWorld {
 
     /// Whether some node has answered this update.
     pub fn answered_by(&self, update_id: i64) -> Option<NodeId> {
-        self.history()
-            .entries
-            .iter()
-            .rev()
-            .find_map(|e| match &e.event {
-                Event::ChatReplied {
-                    update_id: u, node, ..
-                } if *u == update_id => Some(*node),
-                _ => None,
-            })
+        answered_by(self.history(), update_id)
     }
 
     // ------------------------------------------------------------------ faults
@@ -1508,19 +1389,6 @@ impl TurmoilWorld {
                     st.push(now, Event::Paused { node: *node });
                 }
             }
-            Fault::Partition { a, b } => {
-                self.cuts.insert((*a, *b));
-                self.cuts.insert((*b, *a));
-                self.apply_cuts();
-            }
-            Fault::PartitionOneway { from, to } => {
-                self.cuts.insert((*from, *to));
-                self.apply_cuts();
-            }
-            Fault::Isolate { node } => {
-                self.isolated.insert(*node);
-                self.apply_cuts();
-            }
             Fault::ClockOffset { node, ms } | Fault::ClockStep { node, ms } => {
                 let idx = st.idx(*node);
                 st.slots[idx].clock.wall_offset += ms;
@@ -1529,25 +1397,13 @@ impl TurmoilWorld {
                 let idx = st.idx(*node);
                 st.slots[idx].clock.set_rate(now, *ppm);
             }
-            Fault::Latency { extra } => st.extra_latency = *extra,
-            Fault::Loss { percent } => st.loss_percent = (*percent).min(100),
-            Fault::StoreDown => st.store_down = true,
-            Fault::StoreSlow { extra } => st.store_slow = *extra,
-            Fault::StoreTamper { tamper } => st.store.set_tamper(Some(*tamper)),
-            Fault::TelegramErrors { code } => {
-                st.bot.set_fault(Some(ApiFault::Errors { code: *code }))
-            }
-            Fault::ForeignPoller => {
-                if !st.foreign_poller {
-                    st.foreign_poller = true;
+            other => {
+                let poller_was = st.cond.foreign_poller;
+                st.cond.set(other, true, &mut st.store, &mut st.bot);
+                if st.cond.foreign_poller && !poller_was {
                     st.schedule(now, CtlEv::ForeignPoll);
                 }
-            }
-            Fault::LockFileCorrupt { host } => {
-                st.lockfiles.entry(host.clone()).or_default().corrupt = true;
-            }
-            Fault::DiskSlow { host, extra } => {
-                st.lockfiles.entry(host.clone()).or_default().slow = *extra;
+                self.apply_cuts();
             }
         }
     }
@@ -1576,19 +1432,6 @@ impl TurmoilWorld {
                     st.push(now, Event::Resumed { node: *node });
                 }
             }
-            Fault::Partition { a, b } => {
-                self.cuts.remove(&(*a, *b));
-                self.cuts.remove(&(*b, *a));
-                self.apply_cuts();
-            }
-            Fault::PartitionOneway { from, to } => {
-                self.cuts.remove(&(*from, *to));
-                self.apply_cuts();
-            }
-            Fault::Isolate { node } => {
-                self.isolated.remove(node);
-                self.apply_cuts();
-            }
             Fault::ClockOffset { node, ms } | Fault::ClockStep { node, ms } => {
                 let idx = st.idx(*node);
                 st.slots[idx].clock.wall_offset -= ms;
@@ -1597,24 +1440,11 @@ impl TurmoilWorld {
                 let idx = st.idx(*node);
                 st.slots[idx].clock.set_rate(now, 0);
             }
-            Fault::Latency { .. } => st.extra_latency = Millis::ZERO,
-            Fault::Loss { .. } => st.loss_percent = 0,
-            Fault::StoreDown => st.store_down = false,
-            Fault::StoreSlow { .. } => st.store_slow = Millis::ZERO,
-            Fault::StoreTamper { .. } => st.store.set_tamper(None),
-            Fault::TelegramErrors { .. } => st.bot.set_fault(None),
-            Fault::ForeignPoller => st.foreign_poller = false,
-            Fault::LockFileCorrupt { .. } => {}
-            Fault::DiskSlow { host, .. } => {
-                st.lockfiles.entry(host.clone()).or_default().slow = Millis::ZERO;
+            other => {
+                st.cond.set(other, false, &mut st.store, &mut st.bot);
+                self.apply_cuts();
             }
         }
-    }
-
-    /// Whether traffic from `from` to `to` is cut, by the fast engine's rule.
-    fn cut(&self, from: Endpoint, to: Endpoint) -> bool {
-        let iso = |e: Endpoint| matches!(e, Endpoint::Node(n) if self.isolated.contains(&n));
-        iso(from) || iso(to) || self.cuts.contains(&(from, to))
     }
 
     fn net_host(&self, e: Endpoint) -> String {
@@ -1635,7 +1465,7 @@ impl TurmoilWorld {
                 if a == b {
                     continue;
                 }
-                let want = self.cut(a, b);
+                let want = self.st().cond.cut(a, b);
                 let have = self.applied.contains(&(a, b));
                 if want && !have {
                     self.sim

@@ -13,27 +13,26 @@
 //! process's timers and messages wait until it resumes; a node's clocks run at its rate
 //! error and its wall clock adds its offset.
 
+use crate::shared::{
+    answered_by, bootstrap_manifest, derive_seed, file_hashes, probe_event, publish_genesis,
+    state_version_of, Conditions,
+};
 use lifeboat_model::bootstrap::BootstrapManifest;
-use lifeboat_model::fault::{Fault, Tamper};
+use lifeboat_model::fault::Fault;
 use lifeboat_model::history::{Event, History, Role};
 use lifeboat_model::ids::{Endpoint, NodeId};
-use lifeboat_model::lease::{LeaseStore, LockFileDoc, Reply};
-use lifeboat_model::node::{
-    Clock, Dashboard, Disk, Effect, Input, Node, NodeConfig, Timer, MEMORY_FILE,
-};
+use lifeboat_model::lease::{LeaseStore, Reply};
+use lifeboat_model::node::{Clock, Dashboard, Disk, Effect, Input, Node, NodeConfig, Timer};
 use lifeboat_model::profile::Profile;
-use lifeboat_model::proto::{
-    From, LockFileReq, LockFileResp, ReqId, Request, Response, StoreReq, StoredBundle, TgReq,
-};
+use lifeboat_model::proto::{From, ReqId, Request, Response, StoreReq, TgReq};
 use lifeboat_model::snapshot::{self, SnapshotKey};
 use lifeboat_model::store::SnapshotStore;
-use lifeboat_model::telegram::{ApiFault, BotApi};
+use lifeboat_model::telegram::BotApi;
 use lifeboat_model::time::Millis;
-use lifeboat_model::v1;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap};
 
 /// The chat the operator writes from.
 pub const OPERATOR_CHAT: i64 = 4242;
@@ -183,13 +182,6 @@ struct Slot {
     container: u32,
 }
 
-#[derive(Clone, Debug, Default)]
-struct LockFile {
-    doc: Option<LockFileDoc>,
-    corrupt: bool,
-    slow: Millis,
-}
-
 /// The fast engine's world.
 pub struct World {
     cfg: WorldConfig,
@@ -204,33 +196,13 @@ pub struct World {
     lease: LeaseStore,
     bot: BotApi,
     store: SnapshotStore,
-    lockfiles: BTreeMap<String, LockFile>,
-    cuts: BTreeSet<(Endpoint, Endpoint)>,
-    isolated: BTreeSet<NodeId>,
-    extra_latency: Millis,
-    loss_percent: u8,
-    store_down: bool,
-    store_slow: Millis,
-    foreign_poller: bool,
+    cond: Conditions,
     wake_at: Option<Millis>,
     rng: ChaCha8Rng,
     history: History,
     service_key: SnapshotKey,
     effects: Vec<Effect>,
     events_processed: u64,
-}
-
-pub(crate) fn derive_seed(seed: u64, what: &str) -> [u8; 32] {
-    let h = snapshot::sha256_hex(format!("{what}:{seed}").as_bytes());
-    let mut s = [0u8; 32];
-    s.copy_from_slice(&hex_bytes(&h)[..32]);
-    s
-}
-
-fn hex_bytes(h: &str) -> Vec<u8> {
-    (0..h.len() / 2)
-        .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect()
 }
 
 impl World {
@@ -251,14 +223,7 @@ impl World {
             lease: LeaseStore::new(),
             bot: BotApi::new(),
             store: SnapshotStore::new(attacker),
-            lockfiles: BTreeMap::new(),
-            cuts: BTreeSet::new(),
-            isolated: BTreeSet::new(),
-            extra_latency: Millis::ZERO,
-            loss_percent: 0,
-            store_down: false,
-            store_slow: Millis::ZERO,
-            foreign_poller: false,
+            cond: Conditions::default(),
             wake_at: None,
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             history: History::new(),
@@ -275,10 +240,11 @@ impl World {
                 Disk::primary()
             };
             if !setup.blank && !genesis_done {
-                w.publish_genesis(&setup, &mut disk);
+                let ev = publish_genesis(&w.cfg, &w.service_key, &mut w.store, &setup, &mut disk);
+                w.history.push(w.now, ev);
                 genesis_done = true;
             }
-            w.lockfiles.entry(setup.host.clone()).or_default();
+            w.cond.lockfiles.entry(setup.host.clone()).or_default();
             w.slots.push(Slot {
                 id: setup.id,
                 host: setup.host.clone(),
@@ -301,43 +267,6 @@ impl World {
             });
         }
         w
-    }
-
-    /// The first snapshot of the chain, made from the primary's initial state.
-    fn publish_genesis(&mut self, setup: &NodeSetup, disk: &mut Disk) {
-        let wall = EPOCH_WALL;
-        let bundle = match &self.cfg.profile {
-            Profile::Fenced(p) => {
-                let b = snapshot::create(
-                    &self.service_key,
-                    disk.files.clone(),
-                    None,
-                    0,
-                    wall,
-                    p.snapshot_ttl,
-                )
-                .expect("initial state files have safe paths");
-                disk.head_manifest = Some(b.manifest.clone());
-                disk.trust.highest = Some((1, snapshot::digest(&b.manifest)));
-                StoredBundle::Lifeboat(b)
-            }
-            Profile::OpentridentV1(_) => {
-                let seed = derive_seed(self.cfg.seed, &format!("v1-key-{}", setup.host));
-                disk.v1_key_seed = Some(seed);
-                let b = v1::create(
-                    &SnapshotKey::from_seed(seed),
-                    disk.files.clone(),
-                    None,
-                    "primary",
-                    wall,
-                );
-                disk.last_snapshot_ts = Some(wall.0);
-                StoredBundle::V1(b)
-            }
-        };
-        disk.snapshot_head = Some(bundle.id().to_string());
-        let (_, ev) = self.store.publish(setup.id, bundle, Some(0), 0);
-        self.history.push(self.now, ev);
     }
 
     // ------------------------------------------------------------------ accessors
@@ -404,24 +333,16 @@ impl World {
 
     /// SHA-256 of every state file on the node's disk.
     pub fn file_hashes(&self, node: NodeId) -> BTreeMap<String, String> {
-        self.disk(node)
-            .files
-            .iter()
-            .map(|(p, b)| (p.clone(), snapshot::sha256_hex(b)))
-            .collect()
+        file_hashes(self.disk(node))
     }
 
     /// A bootstrap manifest for the current head (the runbook's phase 0).
     pub fn bootstrap_manifest(&self) -> Option<BootstrapManifest> {
-        let head = self.store.head()?;
-        Some(BootstrapManifest::new(
-            head,
-            "sim://snapshot-store",
-            "lifeboat-node:sim",
-            &self.service_key.public(),
-            vec!["TELEGRAM_BOT_TOKEN".into(), "SNAPSHOT_SIGNING_KEY".into()],
+        bootstrap_manifest(
+            &self.store,
+            &self.service_key,
             self.slots[0].clock.wall(self.now),
-        ))
+        )
     }
 
     /// Hands a blank node its bootstrap manifest (what `bootstrap --from URL` reads).
@@ -448,23 +369,7 @@ impl World {
             }
             _ => None,
         };
-        let ev = match &dash {
-            Some(d) => Event::HealthProbe {
-                node,
-                healthz: d.healthz,
-                readyz: d.readyz,
-                role: d.role,
-                observed_leader: d.observed_leader,
-            },
-            None => Event::HealthProbe {
-                node,
-                healthz: false,
-                readyz: false,
-                role: Role::Stopped,
-                observed_leader: None,
-            },
-        };
-        self.history.push(now, ev);
+        self.history.push(now, probe_event(node, dash.as_ref()));
         dash
     }
 
@@ -486,19 +391,11 @@ impl World {
     }
 
     fn latency(&mut self) -> Millis {
-        let base = self
-            .rng
-            .random_range(self.cfg.latency_min.0..=self.cfg.latency_max.0);
-        Millis(base) + self.extra_latency
-    }
-
-    fn cut(&self, from: Endpoint, to: Endpoint) -> bool {
-        let iso = |e: Endpoint| matches!(e, Endpoint::Node(n) if self.isolated.contains(&n));
-        iso(from) || iso(to) || self.cuts.contains(&(from, to))
+        self.cond.latency(&mut self.rng, &self.cfg)
     }
 
     fn lost(&mut self) -> bool {
-        self.loss_percent > 0 && self.rng.random_range(0..100u8) < self.loss_percent
+        self.cond.lost(&mut self.rng)
     }
 
     /// Runs every event up to and including `until`, then sets the time to `until`.
@@ -537,18 +434,10 @@ impl World {
                     Response::Store(_) => Some(Endpoint::SnapshotStore),
                     _ => None,
                 };
-                if service.is_some_and(|e| self.cut(e, Endpoint::Node(to.node))) {
+                if service.is_some_and(|e| self.cond.cut(e, Endpoint::Node(to.node))) {
                     return;
                 }
-                self.deliver(
-                    to.node,
-                    Input::Response { req, resp },
-                    Ev::ToNode {
-                        to,
-                        req,
-                        resp: Response::Failed(String::new()),
-                    },
-                );
+                self.deliver(to.node, Ev::ToNode { to, req, resp });
             }
             Ev::Timer {
                 node,
@@ -563,7 +452,6 @@ impl World {
                 self.slot_mut(node).timers.remove(&timer);
                 self.deliver(
                     node,
-                    Input::Timer(timer),
                     Ev::Timer {
                         node,
                         inc,
@@ -593,7 +481,7 @@ impl World {
                 self.finish_service(replies, events);
             }
             Ev::ForeignPoll => {
-                if self.foreign_poller {
+                if self.cond.foreign_poller {
                     let mut replies = Vec::new();
                     let mut events = Vec::new();
                     self.bot.get_updates(
@@ -612,22 +500,16 @@ impl World {
         }
     }
 
-    /// Delivers an input to a node, or holds it while the node is paused. `held` is the
-    /// event to re-queue on resume (for a response it carries the real payload below).
-    fn deliver(&mut self, node: NodeId, input: Input, held: Ev) {
-        let state = self.slot(node).state;
-        match state {
-            ProcState::Running => self.step_node(node, input),
-            ProcState::Paused => {
-                let ev = match (held, input) {
-                    (Ev::ToNode { to, req, .. }, Input::Response { resp, .. }) => {
-                        Ev::ToNode { to, req, resp }
-                    }
-                    (ev, _) => ev,
-                };
-                self.slot_mut(node).held.push(ev);
-            }
-            _ => {}
+    /// Hands a node a response or a timer, or holds it while the node is paused.
+    fn deliver(&mut self, node: NodeId, ev: Ev) {
+        match self.slot(node).state {
+            ProcState::Running => match ev {
+                Ev::ToNode { req, resp, .. } => self.step_node(node, Input::Response { req, resp }),
+                Ev::Timer { timer, .. } => self.step_node(node, Input::Timer(timer)),
+                other => unreachable!("only responses and timers reach a node: {other:?}"),
+            },
+            ProcState::Paused => self.slot_mut(node).held.push(ev),
+            ProcState::Down | ProcState::Restarting => {}
         }
     }
 
@@ -660,8 +542,7 @@ impl World {
                 };
                 let at = match request.service() {
                     lifeboat_model::proto::Service::LocalDisk => {
-                        let host = self.slot(node).host.clone();
-                        let slow = self.lockfiles.get(&host).map_or(Millis::ZERO, |l| l.slow);
+                        let slow = self.cond.disk_slow(&self.slot(node).host);
                         let d = self.rng.random_range(0..=self.cfg.disk_latency_max.0);
                         now + Millis(d) + slow
                     }
@@ -671,7 +552,7 @@ impl World {
                         }
                         let mut at = now + self.latency();
                         if matches!(request, Request::Store(_)) {
-                            at = at + self.store_slow;
+                            at = at + self.cond.store_slow;
                         }
                         at
                     }
@@ -717,7 +598,7 @@ impl World {
             Request::LockFile(_) => None,
         };
         if let Some(svc) = service {
-            if self.cut(Endpoint::Node(from.node), svc) {
+            if self.cond.cut(Endpoint::Node(from.node), svc) {
                 return;
             }
         }
@@ -750,7 +631,7 @@ impl World {
                 .bot
                 .send_message(from, req, reply_to, token, &mut replies, &mut events),
             Request::Store(r) => {
-                if self.store_down {
+                if self.cond.store_down {
                     return;
                 }
                 let (resp, ev) = match r {
@@ -772,48 +653,18 @@ impl World {
             }
             Request::LockFile(op) => {
                 let host = self.slot(from.node).host.clone();
-                let lf = self.lockfiles.entry(host.clone()).or_default();
-                let resp = match op {
-                    LockFileReq::Read => {
-                        let doc = if lf.corrupt { None } else { lf.doc.clone() };
-                        let entry = doc
-                            .as_ref()
-                            .and_then(|d| d.entry("leader-heartbeat").cloned());
-                        events.push(Event::LockFileRead {
-                            node: from.node,
-                            host,
-                            holder: entry.as_ref().map(|e| e.instance_id.clone()),
-                            last_seen_at: entry.map(|e| e.last_seen_at),
-                            readable: !lf.corrupt,
-                        });
-                        LockFileResp::Contents(doc)
-                    }
-                    LockFileReq::Write(doc) => {
-                        events.push(Event::LockFileWritten {
-                            node: from.node,
-                            host,
-                            holder: doc.entry("leader-heartbeat").map(|e| e.instance_id.clone()),
-                            op: "rename".into(),
-                        });
-                        lf.doc = Some(doc);
-                        lf.corrupt = false;
-                        LockFileResp::Written
-                    }
-                };
+                let (resp, ev) = self.cond.lock_file_op(from.node, &host, op);
                 // The disk answers at once: the latency was taken on the way in.
-                self.history_extend(events);
+                self.history.push(now, ev);
                 let s = self.slot(from.node);
                 if s.inc == from.incarnation && s.proc.is_some() {
+                    let resp = Response::LockFile(resp);
                     self.deliver(
                         from.node,
-                        Input::Response {
-                            req,
-                            resp: Response::LockFile(resp.clone()),
-                        },
                         Ev::ToNode {
                             to: from,
                             req,
-                            resp: Response::LockFile(resp),
+                            resp,
                         },
                     );
                 }
@@ -838,7 +689,7 @@ impl World {
             }
             let mut at = self.now + self.latency();
             if matches!(r.resp, Response::Store(_)) {
-                at = at + self.store_slow;
+                at = at + self.cond.store_slow;
             }
             self.schedule(
                 at,
@@ -955,16 +806,7 @@ impl World {
 
     /// Whether some node has answered this update.
     pub fn answered_by(&self, update_id: i64) -> Option<NodeId> {
-        self.history
-            .entries
-            .iter()
-            .rev()
-            .find_map(|e| match &e.event {
-                Event::ChatReplied {
-                    update_id: u, node, ..
-                } if *u == update_id => Some(*node),
-                _ => None,
-            })
+        answered_by(&self.history, update_id)
     }
 
     // ------------------------------------------------------------------ faults
@@ -997,41 +839,18 @@ impl World {
                     self.history.push(now, Event::Paused { node: *node });
                 }
             }
-            Fault::Partition { a, b } => {
-                self.cuts.insert((*a, *b));
-                self.cuts.insert((*b, *a));
-            }
-            Fault::PartitionOneway { from, to } => {
-                self.cuts.insert((*from, *to));
-            }
-            Fault::Isolate { node } => {
-                self.isolated.insert(*node);
-            }
             Fault::ClockOffset { node, ms } | Fault::ClockStep { node, ms } => {
                 self.slot_mut(*node).clock.wall_offset += ms;
             }
             Fault::ClockRate { node, ppm } => {
                 self.slot_mut(*node).clock.set_rate(now, *ppm);
             }
-            Fault::Latency { extra } => self.extra_latency = *extra,
-            Fault::Loss { percent } => self.loss_percent = (*percent).min(100),
-            Fault::StoreDown => self.store_down = true,
-            Fault::StoreSlow { extra } => self.store_slow = *extra,
-            Fault::StoreTamper { tamper } => self.store.set_tamper(Some(*tamper)),
-            Fault::TelegramErrors { code } => {
-                self.bot.set_fault(Some(ApiFault::Errors { code: *code }))
-            }
-            Fault::ForeignPoller => {
-                if !self.foreign_poller {
-                    self.foreign_poller = true;
+            other => {
+                let poller_was = self.cond.foreign_poller;
+                self.cond.set(other, true, &mut self.store, &mut self.bot);
+                if self.cond.foreign_poller && !poller_was {
                     self.schedule(now, Ev::ForeignPoll);
                 }
-            }
-            Fault::LockFileCorrupt { host } => {
-                self.lockfiles.entry(host.clone()).or_default().corrupt = true;
-            }
-            Fault::DiskSlow { host, extra } => {
-                self.lockfiles.entry(host.clone()).or_default().slow = *extra;
             }
         }
     }
@@ -1059,47 +878,23 @@ impl World {
                     }
                 }
             }
-            Fault::Partition { a, b } => {
-                self.cuts.remove(&(*a, *b));
-                self.cuts.remove(&(*b, *a));
-            }
-            Fault::PartitionOneway { from, to } => {
-                self.cuts.remove(&(*from, *to));
-            }
-            Fault::Isolate { node } => {
-                self.isolated.remove(node);
-            }
             Fault::ClockOffset { node, ms } | Fault::ClockStep { node, ms } => {
                 self.slot_mut(*node).clock.wall_offset -= ms;
             }
             Fault::ClockRate { node, .. } => self.slot_mut(*node).clock.set_rate(now, 0),
-            Fault::Latency { .. } => self.extra_latency = Millis::ZERO,
-            Fault::Loss { .. } => self.loss_percent = 0,
-            Fault::StoreDown => self.store_down = false,
-            Fault::StoreSlow { .. } => self.store_slow = Millis::ZERO,
-            Fault::StoreTamper { .. } => self.store.set_tamper(None),
-            Fault::TelegramErrors { .. } => self.bot.set_fault(None),
-            Fault::ForeignPoller => self.foreign_poller = false,
-            Fault::LockFileCorrupt { .. } => {}
-            Fault::DiskSlow { host, .. } => {
-                self.lockfiles.entry(host.clone()).or_default().slow = Millis::ZERO;
-            }
+            other => self.cond.set(other, false, &mut self.store, &mut self.bot),
         }
     }
 
+    /// Delivers what waited while a node was paused, unless it was for an earlier life.
     fn dispatch_held(&mut self, node: NodeId, ev: Ev) {
-        match ev {
-            Ev::ToNode { to, req, resp } => {
-                if self.slot(node).inc == to.incarnation {
-                    self.step_node(node, Input::Response { req, resp });
-                }
-            }
-            Ev::Timer { timer, inc, .. } => {
-                if self.slot(node).inc == inc {
-                    self.step_node(node, Input::Timer(timer));
-                }
-            }
-            other => self.dispatch(other),
+        let inc = match &ev {
+            Ev::ToNode { to, .. } => to.incarnation,
+            Ev::Timer { inc, .. } => *inc,
+            other => unreachable!("only responses and timers are held: {other:?}"),
+        };
+        if self.slot(node).inc == inc {
+            self.deliver(node, ev);
         }
     }
 
@@ -1110,21 +905,4 @@ impl World {
             .as_ref()
             .map_or(Role::Stopped, |p| p.role())
     }
-}
-
-pub(crate) fn state_version_of(bundle: &StoredBundle) -> u64 {
-    let files = match bundle {
-        StoredBundle::Lifeboat(b) => &b.files,
-        StoredBundle::V1(b) => &b.files,
-    };
-    let mut d = Disk::default();
-    if let Some(m) = files.get(MEMORY_FILE) {
-        d.files.insert(MEMORY_FILE.into(), m.clone());
-    }
-    d.state_version()
-}
-
-#[allow(dead_code)]
-fn _tamper_kinds_are_covered(t: Tamper) -> Tamper {
-    t
 }
