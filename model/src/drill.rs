@@ -22,15 +22,12 @@ use std::collections::BTreeMap;
 pub struct RunOptions {
     /// How often `wait_for`, `hold` and `chat` look again.
     pub probe_every: Millis,
-    /// Stop a step at the first failure of a `hold` window instead of watching it out.
-    pub fail_fast_hold: bool,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             probe_every: Millis(250),
-            fail_fast_hold: false,
         }
     }
 }
@@ -114,6 +111,8 @@ struct Runner<'a, B: Backend> {
     manifest: Option<BootstrapManifest>,
     evidence: BTreeMap<String, String>,
     proof: Vec<String>,
+    /// The cluster's nodes, for conditions about all of them.
+    nodes: Vec<NodeId>,
 }
 
 /// Runs `scenario` with `profile` on backend `b`; `progress` gets one line per step as
@@ -178,6 +177,7 @@ pub async fn run<B: Backend>(
         manifest: None,
         evidence: BTreeMap::new(),
         proof: Vec::new(),
+        nodes: cluster.nodes.iter().map(|n| n.id).collect(),
     };
     let mut backend_error = None;
     for (i, step) in scenario.steps.iter().enumerate() {
@@ -252,11 +252,24 @@ fn judge(
         rpo_bound: profile.rpo_bound(),
         observe_lag: profile.observe_lag(),
     };
+    // Judge every invariant the scenario or a criterion names, once each.
     let wanted = scenario.invariants();
-    report.invariants = wanted
+    let mut needed: Vec<Invariant> = wanted.clone();
+    needed.extend(
+        scenario
+            .criteria
+            .iter()
+            .flat_map(|c| c.invariants.iter())
+            .filter_map(|name| Invariant::parse(name).ok()),
+    );
+    needed.sort();
+    needed.dedup();
+    let judged: BTreeMap<Invariant, check::Report> = needed
         .iter()
-        .map(|inv| check::check(*inv, &history, &cfg))
+        .copied()
+        .zip(check::check_set(&needed, &history, &cfg))
         .collect();
+    report.invariants = wanted.iter().map(|inv| judged[inv].clone()).collect();
     report.takeovers = check::takeovers(&history);
     report.trace_hash = history.trace_hash();
     for c in &scenario.criteria {
@@ -276,7 +289,7 @@ fn judge(
             let Ok(inv) = Invariant::parse(name) else {
                 continue;
             };
-            let rep = check::check(inv, &history, &cfg);
+            let rep = &judged[&inv];
             if let Some(v) = rep.violations.first() {
                 let more = match rep.violations.len() {
                     1 => String::new(),
@@ -467,7 +480,7 @@ impl<B: Backend> Runner<'_, B> {
         node: NodeId,
     ) -> Result<(bool, String), BackendError> {
         if c == Condition::SoleLeader {
-            let nodes = self.b.history().await.map(|h| nodes_of(&h))?;
+            let nodes = self.nodes.clone();
             let all = self.probe_all(&nodes).await?;
             let leaders: Vec<NodeId> = all
                 .iter()
@@ -597,9 +610,6 @@ impl<B: Backend> Runner<'_, B> {
                             fmt_time(self.b.now()),
                             cond_name(*condition)
                         ));
-                        if self.opts.fail_fast_hold {
-                            break;
-                        }
                     }
                     if self.b.now() >= end {
                         break;
@@ -760,13 +770,6 @@ fn names(nodes: &[NodeId]) -> String {
         .map(|n| n.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn nodes_of(h: &History) -> Vec<NodeId> {
-    let mut v: Vec<NodeId> = h.iter().filter_map(|e| e.event.node()).collect();
-    v.sort();
-    v.dedup();
-    v
 }
 
 fn conflicts_between(h: &History, from: Millis, to: Millis) -> usize {

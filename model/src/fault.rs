@@ -187,6 +187,23 @@ pub enum Capability {
     SharedHost,
 }
 
+impl Capability {
+    /// Every capability, for backends that have them all.
+    pub const ALL: [Capability; 11] = [
+        Capability::ProcessFaults,
+        Capability::Pause,
+        Capability::Partition,
+        Capability::PartitionOneway,
+        Capability::ClockSkew,
+        Capability::ClockRate,
+        Capability::NetworkQuality,
+        Capability::StoreFaults,
+        Capability::TelegramFaults,
+        Capability::DiskFaults,
+        Capability::SharedHost,
+    ];
+}
+
 impl Fault {
     /// The capability a backend needs for this fault.
     pub fn capability(&self) -> Capability {
@@ -236,14 +253,14 @@ impl Fault {
     /// The node or endpoint the fault hits, for the history.
     pub fn target(&self) -> String {
         match self {
-            Fault::Kill { node }
-            | Fault::Crash { node }
-            | Fault::Stop { node }
-            | Fault::Pause { node }
-            | Fault::Isolate { node }
-            | Fault::ClockOffset { node, .. }
-            | Fault::ClockStep { node, .. }
-            | Fault::ClockRate { node, .. } => node.to_string(),
+            Fault::Kill { .. }
+            | Fault::Crash { .. }
+            | Fault::Stop { .. }
+            | Fault::Pause { .. }
+            | Fault::Isolate { .. }
+            | Fault::ClockOffset { .. }
+            | Fault::ClockStep { .. }
+            | Fault::ClockRate { .. } => self.node().expect("these faults name a node").to_string(),
             Fault::Partition { a, .. } => a.to_string(),
             Fault::PartitionOneway { from, .. } => from.to_string(),
             Fault::Latency { .. } | Fault::Loss { .. } => "network".into(),
@@ -254,6 +271,36 @@ impl Fault {
             Fault::LockFileCorrupt { host } | Fault::DiskSlow { host, .. } => {
                 format!("host {host}")
             }
+        }
+    }
+
+    /// The node a process, isolation or clock fault acts on.
+    pub fn node(&self) -> Option<NodeId> {
+        match self {
+            Fault::Kill { node }
+            | Fault::Crash { node }
+            | Fault::Stop { node }
+            | Fault::Pause { node }
+            | Fault::Isolate { node }
+            | Fault::ClockOffset { node, .. }
+            | Fault::ClockStep { node, .. }
+            | Fault::ClockRate { node, .. } => Some(*node),
+            _ => None,
+        }
+    }
+
+    /// Every node the fault names, including the node ends of a cut.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        let node_of = |e: &Endpoint| match e {
+            Endpoint::Node(n) => Some(*n),
+            _ => None,
+        };
+        match self {
+            Fault::Partition { a, b } => node_of(a).into_iter().chain(node_of(b)).collect(),
+            Fault::PartitionOneway { from, to } => {
+                node_of(from).into_iter().chain(node_of(to)).collect()
+            }
+            other => other.node().into_iter().collect(),
         }
     }
 
@@ -281,15 +328,6 @@ impl Fault {
             target: self.target(),
             detail: self.detail(),
         }
-    }
-
-    /// Whether this fault takes a node out (the leader loss itself, rather than a
-    /// condition that blocks recovery).
-    pub fn is_process_fault(&self) -> bool {
-        matches!(
-            self,
-            Fault::Kill { .. } | Fault::Crash { .. } | Fault::Stop { .. } | Fault::Pause { .. }
-        )
     }
 }
 

@@ -388,7 +388,7 @@ impl Node {
     pub fn step(&mut self, clock: Clock, input: Input, out: &mut Vec<Effect>) {
         if let Input::Timer(Timer::Request(req)) = input {
             if let Some(p) = self.pending.remove(&req) {
-                self.on_failure(clock, p, "no answer in time", out);
+                self.on_failure(clock, p, out);
             }
             return;
         }
@@ -397,9 +397,8 @@ impl Node {
                 return; // answer to a request already given up on
             };
             out.push(Effect::CancelTimer(Timer::Request(req)));
-            if let Response::Failed(why) = &resp {
-                let why = why.clone();
-                self.on_failure(clock, p, &why, out);
+            if let Response::Failed(_) = &resp {
+                self.on_failure(clock, p, out);
                 return;
             }
             match self.cfg.profile.clone() {
@@ -407,6 +406,14 @@ impl Node {
                 Profile::OpentridentV1(vp) => self.v1_response(clock, &vp, p, resp, out),
             }
             return;
+        }
+        if input == Input::Start {
+            out.push(Effect::Emit(Event::RoleChanged {
+                node: self.cfg.id,
+                role: Role::Booting,
+                token: None,
+                why: "process started".into(),
+            }));
         }
         match self.cfg.profile.clone() {
             Profile::Fenced(fp) => self.fenced_input(clock, &fp, input, out),
@@ -647,7 +654,8 @@ impl Node {
         }
     }
 
-    fn on_failure(&mut self, clock: Clock, p: Pending, _why: &str, out: &mut Vec<Effect>) {
+    /// A request failed or went unanswered: retry what must be retried.
+    fn on_failure(&mut self, clock: Clock, p: Pending, out: &mut Vec<Effect>) {
         let retry = self.retry_after();
         match p {
             Pending::Poll => {
@@ -686,7 +694,6 @@ impl Node {
             Pending::LockRead(_) | Pending::LockWrite(_) => {
                 // The local disk failed: OpenTrident treats a failed read as an empty lock
                 // set, which the disk service already models; a failed write is ignored.
-                let _ = clock;
             }
         }
     }
@@ -704,12 +711,6 @@ impl Node {
     ) {
         match input {
             Input::Start => {
-                out.push(Effect::Emit(Event::RoleChanged {
-                    node: self.cfg.id,
-                    role: Role::Booting,
-                    token: None,
-                    why: "process started".into(),
-                }));
                 if !self.disk.has_state() {
                     self.set_role(
                         Role::Restoring,
@@ -837,9 +838,6 @@ impl Node {
         match holder {
             Some(h) => {
                 let leader = NodeId::parse(&h.value).ok();
-                if leader == Some(self.cfg.id) && self.lease != Some(h.lease) {
-                    // Our own key from an earlier life: wait for its lease to lapse.
-                }
                 if self.observed != leader {
                     self.observed = leader;
                     if self.role == Role::Follower {
@@ -1220,12 +1218,6 @@ impl Node {
     fn v1_input(&mut self, clock: Clock, p: &V1Params, input: Input, out: &mut Vec<Effect>) {
         match input {
             Input::Start => {
-                out.push(Effect::Emit(Event::RoleChanged {
-                    node: self.cfg.id,
-                    role: Role::Booting,
-                    token: None,
-                    why: "process started".into(),
-                }));
                 if !self.disk.has_state() {
                     // `bootstrap --from <url>` [docs-only]: fetch the snapshot the manifest
                     // names (stale or not) and check it with the v1 verifier.

@@ -539,30 +539,9 @@ impl Action {
             | Action::Collect { node, .. } => vec![*node],
             Action::Chat { from, .. } => from.iter().copied().collect(),
             Action::CompareFiles { leader, restored } => vec![*leader, *restored],
-            Action::Fault { fault, .. } | Action::Heal { fault } => fault_nodes(fault),
+            Action::Fault { fault, .. } | Action::Heal { fault } => fault.nodes(),
             _ => Vec::new(),
         }
-    }
-}
-
-fn fault_nodes(f: &Fault) -> Vec<NodeId> {
-    use crate::ids::Endpoint;
-    let ep = |e: &Endpoint| match e {
-        Endpoint::Node(n) => Some(*n),
-        _ => None,
-    };
-    match f {
-        Fault::Kill { node }
-        | Fault::Crash { node }
-        | Fault::Stop { node }
-        | Fault::Pause { node }
-        | Fault::Isolate { node }
-        | Fault::ClockOffset { node, .. }
-        | Fault::ClockStep { node, .. }
-        | Fault::ClockRate { node, .. } => vec![*node],
-        Fault::Partition { a, b } => ep(a).into_iter().chain(ep(b)).collect(),
-        Fault::PartitionOneway { from, to } => ep(from).into_iter().chain(ep(to)).collect(),
-        _ => Vec::new(),
     }
 }
 

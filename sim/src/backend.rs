@@ -4,12 +4,15 @@
 //! `lifeboat drill` uses by default, and the one the scenario tests run on.
 
 use crate::world::{NodeSetup, World, WorldConfig};
-use lifeboat_model::backend::{Backend, BackendError, Cluster};
+use lifeboat_model::backend::{block_on, Backend, BackendError, Cluster};
 use lifeboat_model::bootstrap::BootstrapManifest;
+use lifeboat_model::drill::{self, DrillReport, RunOptions};
 use lifeboat_model::fault::{Capability, Fault};
 use lifeboat_model::history::History;
 use lifeboat_model::ids::NodeId;
 use lifeboat_model::node::Dashboard;
+use lifeboat_model::profile::ProfileName;
+use lifeboat_model::scenario::Scenario;
 use lifeboat_model::time::Millis;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -49,33 +52,14 @@ impl SimBackend {
     }
 }
 
-/// Everything the fast engine can do.
-pub fn sim_capabilities() -> BTreeSet<Capability> {
-    use Capability::*;
-    [
-        ProcessFaults,
-        Pause,
-        Partition,
-        PartitionOneway,
-        ClockSkew,
-        ClockRate,
-        NetworkQuality,
-        StoreFaults,
-        TelegramFaults,
-        DiskFaults,
-        SharedHost,
-    ]
-    .into_iter()
-    .collect()
-}
-
 impl Backend for SimBackend {
     fn name(&self) -> &'static str {
         "sim"
     }
 
     fn capabilities(&self) -> BTreeSet<Capability> {
-        sim_capabilities()
+        // The simulated world carries out every fault kind.
+        Capability::ALL.into_iter().collect()
     }
 
     async fn provision(&mut self, cluster: &Cluster) -> Result<(), BackendError> {
@@ -167,4 +151,24 @@ impl Backend for SimBackend {
     async fn teardown(&mut self) -> Result<(), BackendError> {
         Ok(())
     }
+}
+
+/// Runs a scenario on the simulated backend: the scenario's profile and seed unless
+/// overridden, with the runner's default pacing. `lifeboat drill`, `lifeboat replay` and
+/// the fuzzer all run through here, so a written failure replays to the same trace hash.
+pub fn run_scenario(
+    scenario: &Scenario,
+    profile: Option<ProfileName>,
+    seed: Option<u64>,
+    progress: &mut dyn FnMut(&str),
+) -> DrillReport {
+    let mut backend = SimBackend::new();
+    block_on(drill::run(
+        &mut backend,
+        scenario,
+        scenario.profile(profile),
+        seed.unwrap_or(scenario.seed),
+        &RunOptions::default(),
+        progress,
+    ))
 }

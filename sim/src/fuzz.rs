@@ -13,15 +13,14 @@
 //! `max_latency` and clock rate error up to its `drift_ppt`; the fuzzer stays inside
 //! those bounds for it (drawing past them is a different claim, tested separately).
 
-use crate::backend::SimBackend;
-use lifeboat_model::backend::block_on;
+use crate::backend::run_scenario;
 use lifeboat_model::check::Invariant;
-use lifeboat_model::drill::{self, DrillReport, RunOptions};
+use lifeboat_model::drill::DrillReport;
 use lifeboat_model::fault::{Fault, Tamper};
 use lifeboat_model::ids::{Endpoint, NodeId};
-use lifeboat_model::profile::{Profile, ProfileName};
+use lifeboat_model::profile::Profile;
 use lifeboat_model::scenario::{
-    Action, ClusterSpec, Condition, NetworkSpec, ProfileOverrides, Scenario, Step, Verdict,
+    Action, ClusterSpec, NetworkSpec, ProfileOverrides, Scenario, Step, Verdict,
 };
 use lifeboat_model::time::Millis;
 use rand::{Rng, SeedableRng};
@@ -293,57 +292,11 @@ impl CaseOutcome {
     }
 }
 
-/// Runs a scenario on the fast engine. Chat steps in fuzz cases carry a zero bound, so
-/// they are judged only by invariant 3 at the end; failed steps are ignored here.
-pub fn run_scenario(s: &Scenario) -> DrillReport {
-    let profile = s.profile(None);
-    let mut backend = SimBackend::new();
-    // The same options as `lifeboat drill` and `lifeboat replay`, so a written failure
-    // replays to the same trace hash.
-    let opts = RunOptions::default();
-    block_on(drill::run(
-        &mut backend,
-        s,
-        profile,
-        s.seed,
-        &opts,
-        &mut |_| {},
-    ))
-}
-
 /// Runs one case.
 pub fn run_case(seed: u64, profile: &Profile, plan: &FaultPlan) -> CaseOutcome {
     let scenario = case_scenario(seed, profile, plan);
-    let mut report = run_scenario(&scenario);
-    // A fuzz case is judged by its invariants (the unbounded chats are not steps to pass).
-    let violated = report.invariants.iter().any(|r| !r.ok());
-    let liveness_step_failed = report.steps.last().is_some_and(|s| {
-        !s.ok
-            && matches!(
-                scenario.steps.last().map(|s| &s.action),
-                Some(Action::Chat { .. })
-            )
-    });
-    report.verdict = if violated || liveness_step_failed {
-        Verdict::Fail
-    } else if report.verdict == Verdict::Unknown {
-        Verdict::Unknown
-    } else {
-        Verdict::Pass
-    };
+    // Its chats carry a zero bound (invariant 3 judges them), so the only step that can
+    // fail is the closing liveness chat: the runner's verdict is the case's verdict.
+    let report = run_scenario(&scenario, None, None, &mut |_| {});
     CaseOutcome { scenario, report }
-}
-
-/// The profile a fuzz run uses.
-pub fn default_profile(name: ProfileName) -> Profile {
-    Profile::default_for(name)
-}
-
-/// Liveness condition helper kept for scenario writers: the sole-leader check.
-pub fn sole_leader_step(node: NodeId, within: Millis) -> Step {
-    step(Action::WaitFor {
-        condition: Condition::SoleLeader,
-        node,
-        within,
-    })
 }

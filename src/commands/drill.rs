@@ -3,11 +3,9 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use lifeboat_model::backend::block_on;
-use lifeboat_model::drill::{self, fmt_time, DrillReport, RunOptions};
+use lifeboat_model::drill::{fmt_time, DrillReport};
 use lifeboat_model::profile::ProfileName;
-use lifeboat_model::scenario::{Scenario, Verdict};
-use lifeboat_sim::backend::SimBackend;
+use lifeboat_model::scenario::Scenario;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -65,24 +63,7 @@ pub fn load(path: &Path) -> anyhow::Result<Scenario> {
 }
 
 /// Runs a scenario on the simulated backend.
-pub fn run_sim(
-    scenario: &Scenario,
-    profile: Option<ProfileName>,
-    seed: Option<u64>,
-    progress: &mut dyn FnMut(&str),
-) -> DrillReport {
-    let profile = scenario.profile(profile);
-    let seed = seed.unwrap_or(scenario.seed);
-    let mut backend = SimBackend::new();
-    block_on(drill::run(
-        &mut backend,
-        scenario,
-        profile,
-        seed,
-        &RunOptions::default(),
-        progress,
-    ))
-}
+pub use lifeboat_sim::backend::run_scenario as run_sim;
 
 /// Prints the criteria, invariants and verdict of a finished drill.
 pub fn print_summary(r: &DrillReport) {
@@ -208,9 +189,5 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             println!("  {} {}: {}", inv.invariant, fmt_time(v.at), v.explanation);
         }
     }
-    Ok(ExitCode::from(if report.verdict == Verdict::Unknown {
-        2
-    } else {
-        report.verdict.exit_code()
-    }))
+    Ok(ExitCode::from(report.verdict.exit_code()))
 }
