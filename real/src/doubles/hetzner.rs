@@ -36,7 +36,9 @@
 //! Hetzner's at the time of writing, not a price list to rely on.
 
 use super::ServerTask;
-use super::{bearer, iso8601, parse_query, path_segments, query_get, spawn_router, unix_now};
+use super::{
+    bearer, iso8601, parse_query, path_segments, query_get, spawn_router, unix_now, Guarded,
+};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
@@ -48,7 +50,7 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// The token `lifeboat serve hetzner` uses when none is given. It is not a secret: it only
 /// opens this double.
@@ -437,16 +439,7 @@ impl Inner {
     }
 }
 
-struct Shared {
-    token: String,
-    inner: Mutex<Inner>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+type Shared = Guarded<Inner>;
 
 /// A Hetzner Cloud API double: a cheap handle to its state, shared with the server task.
 #[derive(Clone)]
@@ -469,9 +462,9 @@ impl HetznerDouble {
     /// An empty project that accepts this API token; new servers get `127.0.0.1`.
     pub fn new(token: impl Into<String>) -> HetznerDouble {
         HetznerDouble {
-            shared: Arc::new(Shared {
-                token: token.into(),
-                inner: Mutex::new(Inner {
+            shared: Arc::new(Guarded::new(
+                token.into(),
+                Inner {
                     servers: BTreeMap::new(),
                     ssh_keys: BTreeMap::new(),
                     next_server_id: 50_000_001,
@@ -479,8 +472,8 @@ impl HetznerDouble {
                     next_action_id: 900_000_001,
                     server_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                     requests: Vec::new(),
-                }),
-            }),
+                },
+            )),
         }
     }
 

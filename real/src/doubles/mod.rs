@@ -38,6 +38,27 @@ pub(crate) async fn spawn_router(
     Ok((bound, task))
 }
 
+/// A double's state behind one lock, with the API token it accepts.
+pub(crate) struct Guarded<T> {
+    /// The token requests must carry.
+    pub(crate) token: String,
+    inner: std::sync::Mutex<T>,
+}
+
+impl<T> Guarded<T> {
+    pub(crate) fn new(token: String, inner: T) -> Guarded<T> {
+        Guarded {
+            token,
+            inner: std::sync::Mutex::new(inner),
+        }
+    }
+
+    /// The state; a handler that panicked mid-update leaves it usable for the next one.
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Seconds since the Unix epoch, from the wall clock.
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
@@ -48,62 +69,16 @@ pub(crate) fn unix_now() -> u64 {
 
 /// Formats Unix seconds as an ISO 8601 UTC timestamp, `2026-11-05T09:30:00Z`.
 pub(crate) fn iso8601(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let rem = unix_secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    chrono::DateTime::from_timestamp(unix_secs as i64, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
-/// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`); invalid escapes stay
-/// as they are.
-pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' if plus_is_space => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parses `a=1&b=two` (a query string or a form body) into decoded pairs, in order.
+/// Parses `a=1&b=two` (a query string or a form body) into decoded pairs, in order;
+/// invalid escapes stay as they are.
 pub(crate) fn parse_query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k, true), percent_decode(v, true))
-        })
-        .collect()
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
 /// The first value of `key` in parsed query pairs.
@@ -118,7 +93,11 @@ pub(crate) fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<
 pub(crate) fn path_segments(path: &str) -> Vec<String> {
     path.split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s, false))
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect()
 }
 
@@ -153,7 +132,6 @@ mod tests {
         assert_eq!(query_get(&q, "label_selector"), Some("k=v"));
         assert_eq!(query_get(&q, "x"), Some("1 2"));
         assert_eq!(query_get(&q, "flag"), Some(""));
-        assert_eq!(percent_decode("100%", false), "100%");
-        assert_eq!(percent_decode("%zz%4", false), "%zz%4");
+        assert_eq!(path_segments("/100%/%zz%4"), ["100%", "%zz%4"]);
     }
 }

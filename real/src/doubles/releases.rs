@@ -24,7 +24,9 @@
 //! (403). URLs in answers are built from the request's `Host` header.
 
 use super::ServerTask;
-use super::{bearer, iso8601, parse_query, path_segments, query_get, spawn_router, unix_now};
+use super::{
+    bearer, iso8601, parse_query, path_segments, query_get, spawn_router, unix_now, Guarded,
+};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -33,7 +35,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// The token `lifeboat serve releases` uses when none is given. It is not a secret: it
 /// only opens this double.
@@ -77,16 +79,7 @@ struct Inner {
     next_asset_id: u64,
 }
 
-struct Shared {
-    token: String,
-    inner: Mutex<Inner>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+type Shared = Guarded<Inner>;
 
 /// A GitHub Releases double: a cheap handle to its state, shared with the server task.
 #[derive(Clone)]
@@ -107,14 +100,14 @@ impl ReleasesDouble {
     /// An empty store that accepts this token.
     pub fn new(token: impl Into<String>) -> ReleasesDouble {
         ReleasesDouble {
-            shared: Arc::new(Shared {
-                token: token.into(),
-                inner: Mutex::new(Inner {
+            shared: Arc::new(Guarded::new(
+                token.into(),
+                Inner {
                     releases: Vec::new(),
                     next_release_id: 180_000_001,
                     next_asset_id: 210_000_001,
-                }),
-            }),
+                },
+            )),
         }
     }
 
