@@ -12,9 +12,9 @@ use lifeboat_model::fault::Fault;
 use lifeboat_model::history::{Event, History, Role};
 use lifeboat_model::ids::{Endpoint, NodeId};
 use lifeboat_model::lease::LockFileDoc;
-use lifeboat_model::node::{Dashboard, Disk, MEMORY_FILE};
+use lifeboat_model::node::{Dashboard, Disk, NodeConfig, MEMORY_FILE};
 use lifeboat_model::profile::Profile;
-use lifeboat_model::proto::{LockFileReq, LockFileResp, StoredBundle};
+use lifeboat_model::proto::{LockFileReq, LockFileResp, StoreReq, StoreResp, StoredBundle};
 use lifeboat_model::snapshot::{self, SnapshotKey};
 use lifeboat_model::store::SnapshotStore;
 use lifeboat_model::telegram::{ApiFault, BotApi};
@@ -265,7 +265,7 @@ pub(crate) fn file_hashes(disk: &Disk) -> BTreeMap<String, String> {
 }
 
 /// The state version a bundle's memory file carries (for the store's history event).
-pub(crate) fn state_version_of(bundle: &StoredBundle) -> u64 {
+fn state_version_of(bundle: &StoredBundle) -> u64 {
     let files = match bundle {
         StoredBundle::Lifeboat(b) => &b.files,
         StoredBundle::V1(b) => &b.files,
@@ -275,4 +275,71 @@ pub(crate) fn state_version_of(bundle: &StoredBundle) -> u64 {
         d.files.insert(MEMORY_FILE.into(), m.clone());
     }
     d.state_version()
+}
+
+/// Serves a snapshot store request from `node`; `wall` is the store's clock (for the
+/// expiry of re-signed tampers).
+pub(crate) fn store_request(
+    store: &mut SnapshotStore,
+    node: NodeId,
+    r: StoreReq,
+    wall: Millis,
+) -> (StoreResp, Event) {
+    match r {
+        StoreReq::Publish { bundle, token } => {
+            let sv = state_version_of(&bundle);
+            store.publish(node, bundle, token, sv)
+        }
+        StoreReq::Fetch { id } => store.fetch(node, id.as_deref(), wall),
+    }
+}
+
+/// Docker's restart policy: the first delay, the cap, and how long a container must run
+/// before the delay resets.
+const BACKOFF_FIRST: Millis = Millis(100);
+const BACKOFF_MAX: Millis = Millis(60_000);
+const BACKOFF_RESET_AFTER: Millis = Millis(10_000);
+
+/// One container's restart back-off under Docker's `unless-stopped` policy.
+#[derive(Clone, Debug)]
+pub(crate) struct RestartBackoff(Millis);
+
+impl Default for RestartBackoff {
+    fn default() -> Self {
+        RestartBackoff(BACKOFF_FIRST)
+    }
+}
+
+impl RestartBackoff {
+    /// A process that ran for `ran` ended: the delay before its restart. The delay
+    /// doubles with each restart up to the cap, and resets after a long enough run.
+    pub(crate) fn on_exit(&mut self, ran: Millis, restart: bool) -> Millis {
+        if ran >= BACKOFF_RESET_AFTER {
+            self.0 = BACKOFF_FIRST;
+        }
+        let delay = self.0;
+        if restart {
+            self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        }
+        delay
+    }
+}
+
+/// The configuration of a node process: the hostname (which v1's identity hashes) is the
+/// host's plus the container generation, as a container id would be.
+pub(crate) fn node_config(
+    cfg: &WorldConfig,
+    service_key: &SnapshotKey,
+    node: NodeId,
+    host: &str,
+    container: u32,
+) -> NodeConfig {
+    NodeConfig {
+        id: node,
+        profile: cfg.profile.clone(),
+        hostname: format!("{host}-{container:012x}"),
+        host: host.to_string(),
+        signing_key: service_key.clone(),
+        trusted_key: service_key.public(),
+    }
 }

@@ -69,20 +69,19 @@
 //!   written (its host is restarted); the fast engine delivers it.
 
 use crate::shared::{
-    answered_by, bootstrap_manifest, derive_seed, file_hashes, probe_event, publish_genesis,
-    state_version_of, Conditions,
+    answered_by, bootstrap_manifest, derive_seed, file_hashes, node_config, probe_event,
+    publish_genesis, store_request, Conditions, RestartBackoff,
 };
 use crate::world::{
-    NodeClock, WorldConfig, BACKOFF_FIRST, BACKOFF_MAX, BACKOFF_RESET_AFTER, EPOCH_WALL,
-    FOREIGN_POLL_EVERY, OPERATOR_CHAT, STOP_GRACE,
+    NodeClock, WorldConfig, EPOCH_WALL, FOREIGN_POLL_EVERY, OPERATOR_CHAT, STOP_GRACE,
 };
 use lifeboat_model::bootstrap::BootstrapManifest;
 use lifeboat_model::fault::Fault;
 use lifeboat_model::history::{Event, History, Role};
 use lifeboat_model::ids::{Endpoint, NodeId};
 use lifeboat_model::lease::{LeaseStore, Reply};
-use lifeboat_model::node::{Clock, Dashboard, Disk, Effect, Input, Node, NodeConfig, Timer};
-use lifeboat_model::proto::{From, LockFileReq, ReqId, Request, Response, StoreReq, TgReq};
+use lifeboat_model::node::{Clock, Dashboard, Disk, Effect, Input, Node, Timer};
+use lifeboat_model::proto::{From, LockFileReq, ReqId, Request, Response, TgReq};
 use lifeboat_model::snapshot::{self, SnapshotKey};
 use lifeboat_model::store::SnapshotStore;
 use lifeboat_model::telegram::BotApi;
@@ -281,7 +280,7 @@ struct Slot {
     clock: NodeClock,
     held: Vec<Input>,
     started_at: Millis,
-    backoff: Millis,
+    backoff: RestartBackoff,
     stopping: bool,
     container: u32,
     /// The current incarnation's inbox, and its receiving end until the task takes it.
@@ -364,13 +363,8 @@ impl State {
         let Some(p) = s.proc.take() else { return };
         s.disk = p.disk;
         s.held.clear();
-        let ran = now.saturating_sub(s.started_at);
-        if ran >= BACKOFF_RESET_AFTER {
-            s.backoff = BACKOFF_FIRST;
-        }
-        let delay = s.backoff;
+        let delay = s.backoff.on_exit(now.saturating_sub(s.started_at), restart);
         s.state = if restart {
-            s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
             ProcState::Restarting
         } else {
             ProcState::Down
@@ -421,16 +415,8 @@ impl State {
                 if self.cond.store_down {
                     return;
                 }
-                let (resp, ev) = match r {
-                    StoreReq::Publish { bundle, token } => {
-                        let sv = state_version_of(&bundle);
-                        self.store.publish(from.node, bundle, token, sv)
-                    }
-                    StoreReq::Fetch { id } => {
-                        let wall = self.slots[0].clock.wall(now);
-                        self.store.fetch(from.node, id.as_deref(), wall)
-                    }
-                };
+                let wall = self.slots[0].clock.wall(now);
+                let (resp, ev) = store_request(&mut self.store, from.node, r, wall);
                 events.push(ev);
                 replies.push(Reply {
                     to: from,
@@ -1042,7 +1028,7 @@ impl TurmoilWorld {
                 },
                 held: Vec::new(),
                 started_at: Millis::ZERO,
-                backoff: BACKOFF_FIRST,
+                backoff: RestartBackoff::default(),
                 stopping: false,
                 container: 1,
                 inbox: None,
@@ -1290,10 +1276,9 @@ impl TurmoilWorld {
     pub fn start(&mut self, node: NodeId) {
         let now = self.now();
         let st = self.st_mut();
-        let profile = st.cfg.profile.clone();
-        let trusted = st.service_key.public();
-        let key = st.service_key.clone();
         let idx = st.idx(node);
+        let s = &st.slots[idx];
+        let cfg = node_config(&st.cfg, &st.service_key, node, &s.host, s.container);
         let s = &mut st.slots[idx];
         if s.proc.is_some() {
             return;
@@ -1305,14 +1290,6 @@ impl TurmoilWorld {
         s.held.clear();
         s.crash_pending = false;
         let disk = std::mem::take(&mut s.disk);
-        let cfg = NodeConfig {
-            id: node,
-            profile,
-            hostname: format!("{}-{:012x}", s.host, s.container),
-            host: s.host.clone(),
-            signing_key: key,
-            trusted_key: trusted,
-        };
         s.proc = Some(Node::new(cfg, disk));
         let (tx, rx) = unbounded_channel();
         s.inbox = Some(tx);

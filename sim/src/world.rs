@@ -14,17 +14,17 @@
 //! error and its wall clock adds its offset.
 
 use crate::shared::{
-    answered_by, bootstrap_manifest, derive_seed, file_hashes, probe_event, publish_genesis,
-    state_version_of, Conditions,
+    answered_by, bootstrap_manifest, derive_seed, file_hashes, node_config, probe_event,
+    publish_genesis, store_request, Conditions, RestartBackoff,
 };
 use lifeboat_model::bootstrap::BootstrapManifest;
 use lifeboat_model::fault::Fault;
 use lifeboat_model::history::{Event, History, Role};
 use lifeboat_model::ids::{Endpoint, NodeId};
 use lifeboat_model::lease::{LeaseStore, Reply};
-use lifeboat_model::node::{Clock, Dashboard, Disk, Effect, Input, Node, NodeConfig, Timer};
+use lifeboat_model::node::{Clock, Dashboard, Disk, Effect, Input, Node, Timer};
 use lifeboat_model::profile::Profile;
-use lifeboat_model::proto::{From, ReqId, Request, Response, StoreReq, TgReq};
+use lifeboat_model::proto::{From, ReqId, Request, Response, TgReq};
 use lifeboat_model::snapshot::{self, SnapshotKey};
 use lifeboat_model::store::SnapshotStore;
 use lifeboat_model::telegram::BotApi;
@@ -41,11 +41,6 @@ pub const OPERATOR_CHAT: i64 = 4242;
 /// runbook's snapshot heads. Fixed so that snapshot ids do not depend on when a test runs.
 pub const EPOCH_WALL: Millis = Millis(1_776_416_400_000);
 
-/// Docker's restart policy: the first delay, the cap, and how long a container must run
-/// before the delay resets.
-pub(crate) const BACKOFF_FIRST: Millis = Millis(100);
-pub(crate) const BACKOFF_MAX: Millis = Millis(60_000);
-pub(crate) const BACKOFF_RESET_AFTER: Millis = Millis(10_000);
 /// `docker stop` waits this long for a graceful exit, then kills.
 pub(crate) const STOP_GRACE: Millis = Millis(10_000);
 /// How often an injected foreign poller calls getUpdates, and its long-poll timeout.
@@ -177,7 +172,7 @@ struct Slot {
     clock: NodeClock,
     held: Vec<Ev>,
     started_at: Millis,
-    backoff: Millis,
+    backoff: RestartBackoff,
     stopping: bool,
     container: u32,
 }
@@ -261,7 +256,7 @@ impl World {
                 },
                 held: Vec::new(),
                 started_at: Millis::ZERO,
-                backoff: BACKOFF_FIRST,
+                backoff: RestartBackoff::default(),
                 stopping: false,
                 container: 1,
             });
@@ -634,16 +629,8 @@ impl World {
                 if self.cond.store_down {
                     return;
                 }
-                let (resp, ev) = match r {
-                    StoreReq::Publish { bundle, token } => {
-                        let sv = state_version_of(&bundle);
-                        self.store.publish(from.node, bundle, token, sv)
-                    }
-                    StoreReq::Fetch { id } => {
-                        let wall = self.slots[0].clock.wall(now);
-                        self.store.fetch(from.node, id.as_deref(), wall)
-                    }
-                };
+                let wall = self.slots[0].clock.wall(now);
+                let (resp, ev) = store_request(&mut self.store, from.node, r, wall);
                 events.push(ev);
                 replies.push(Reply {
                     to: from,
@@ -717,9 +704,8 @@ impl World {
     /// Starts (or restarts) a node's process over its disk.
     pub fn start(&mut self, node: NodeId) {
         let now = self.now;
-        let profile = self.cfg.profile.clone();
-        let trusted = self.service_key.public();
-        let key = self.service_key.clone();
+        let s = self.slot(node);
+        let cfg = node_config(&self.cfg, &self.service_key, node, &s.host, s.container);
         let s = self.slot_mut(node);
         if s.proc.is_some() {
             return;
@@ -731,14 +717,6 @@ impl World {
         s.timers.clear();
         s.held.clear();
         let disk = std::mem::take(&mut s.disk);
-        let cfg = NodeConfig {
-            id: node,
-            profile,
-            hostname: format!("{}-{:012x}", s.host, s.container),
-            host: s.host.clone(),
-            signing_key: key,
-            trusted_key: trusted,
-        };
         s.proc = Some(Node::new(cfg, disk));
         let inc = s.inc;
         self.history.push(
@@ -762,13 +740,8 @@ impl World {
             node,
             incarnation: s.inc,
         };
-        let ran = now.saturating_sub(s.started_at);
-        if ran >= BACKOFF_RESET_AFTER {
-            s.backoff = BACKOFF_FIRST;
-        }
-        let delay = s.backoff;
+        let delay = s.backoff.on_exit(now.saturating_sub(s.started_at), restart);
         s.state = if restart {
-            s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
             ProcState::Restarting
         } else {
             ProcState::Down
