@@ -1824,6 +1824,14 @@ mod tests {
         assert!(r.ok(), "expected no violation: {r:#?}");
     }
 
+    fn assert_note(r: &Report, needle: &str) {
+        assert!(
+            r.notes.iter().any(|n| n.contains(needle)),
+            "no note contains {needle:?}: {:?}",
+            r.notes
+        );
+    }
+
     // ---- the invariant names ----
 
     #[test]
@@ -2031,13 +2039,7 @@ mod tests {
         ]);
         let r = run(Invariant::PollExclusive, &h);
         assert_ok(&r);
-        assert!(
-            r.notes
-                .iter()
-                .any(|n| n.contains("1 of our polls ended by it")),
-            "{:?}",
-            r.notes
-        );
+        assert_note(&r, "1 of our polls ended by it");
     }
 
     // ---- 3. chat-answered ----
@@ -2107,11 +2109,7 @@ mod tests {
         ]);
         let r = run(Invariant::ChatAnswered, &h);
         assert_ok(&r);
-        assert!(
-            r.notes.iter().any(|n| n.contains("2 answered, 0 lost")),
-            "{:?}",
-            r.notes
-        );
+        assert_note(&r, "2 answered, 0 lost");
         assert!(
             r.notes
                 .iter()
@@ -2191,11 +2189,7 @@ mod tests {
         ]);
         let r = run(Invariant::TakeoverBounded, &h);
         assert_ok(&r);
-        assert!(
-            r.notes.iter().any(|n| n.contains("not judged")),
-            "{:?}",
-            r.notes
-        );
+        assert_note(&r, "not judged");
     }
 
     // ---- 5. chain-intact ----
@@ -2315,11 +2309,7 @@ mod tests {
         ]);
         let r = run(Invariant::TamperRefused, &h);
         assert_ok(&r);
-        assert!(
-            r.notes.iter().any(|n| n.contains("node c refused fetch 4")),
-            "{:?}",
-            r.notes
-        );
+        assert_note(&r, "node c refused fetch 4");
     }
 
     // ---- 7. rpo-bounded ----
@@ -2355,13 +2345,7 @@ mod tests {
     fn rpo_bounded_notes_zero_loss() {
         let r = run(Invariant::RpoBounded, &rpo_history(2));
         assert_ok(&r);
-        assert!(
-            r.notes
-                .iter()
-                .any(|n| n.contains("state version 2 of 2: 0 updates lost")),
-            "{:?}",
-            r.notes
-        );
+        assert_note(&r, "state version 2 of 2: 0 updates lost");
     }
 
     #[test]
@@ -2376,11 +2360,7 @@ mod tests {
         ]);
         let r = run(Invariant::RpoBounded, &h);
         assert_ok(&r);
-        assert!(
-            r.notes.iter().any(|n| n.contains("1 updates lost")),
-            "{:?}",
-            r.notes
-        );
+        assert_note(&r, "1 updates lost");
     }
 
     // ---- 8. health-truthful ----

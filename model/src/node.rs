@@ -776,16 +776,7 @@ impl Node {
             Input::Timer(Timer::Boot) | Input::Timer(Timer::Request(_)) => {}
             Input::Stop => {
                 self.stopping = true;
-                if let Some(lease) = self.lease.take() {
-                    // Give the lease back so a follower takes over at once, not after the TTL.
-                    let t = p.request_timeout;
-                    self.send(
-                        Request::Lease(LeaseReq::Revoke { lease }),
-                        Pending::Revoke,
-                        t,
-                        out,
-                    );
-                }
+                self.fenced_revoke(p, out);
                 self.token = None;
                 self.set_role(Role::Stopped, "graceful stop: lease revoked", out);
                 out.push(Effect::Exit { code: 0 });
@@ -804,6 +795,20 @@ impl Node {
         }
         let t = p.request_timeout;
         self.send(Request::Lease(LeaseReq::Get), Pending::Get, t, out);
+    }
+
+    /// Gives the lease back, if one is held, so a follower takes over at once rather
+    /// than after the TTL.
+    fn fenced_revoke(&mut self, p: &FencedParams, out: &mut Vec<Effect>) {
+        if let Some(lease) = self.lease.take() {
+            let t = p.request_timeout;
+            self.send(
+                Request::Lease(LeaseReq::Revoke { lease }),
+                Pending::Revoke,
+                t,
+                out,
+            );
+        }
     }
 
     fn fenced_step_down(
@@ -937,15 +942,7 @@ impl Node {
                     // Restore the newest head before serving so no published state is lost.
                     self.fetch(None, FetchPurpose::Promote, out);
                 } else {
-                    if let Some(lease) = self.lease.take() {
-                        let t = p.request_timeout;
-                        self.send(
-                            Request::Lease(LeaseReq::Revoke { lease }),
-                            Pending::Revoke,
-                            t,
-                            out,
-                        );
-                    }
+                    self.fenced_revoke(p, out);
                     self.set_role(Role::Follower, "lost the campaign", out);
                     self.fenced_observe(clock, p, holder, revision, out);
                 }

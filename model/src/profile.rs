@@ -237,13 +237,6 @@ impl V1Params {
     }
 }
 
-impl std::ops::Mul<u64> for Millis {
-    type Output = Millis;
-    fn mul(self, rhs: u64) -> Millis {
-        Millis(self.0 * rhs)
-    }
-}
-
 /// A profile with its parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "profile")]

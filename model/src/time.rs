@@ -49,6 +49,13 @@ impl std::ops::Sub for Millis {
     }
 }
 
+impl std::ops::Mul<u64> for Millis {
+    type Output = Millis;
+    fn mul(self, rhs: u64) -> Millis {
+        Millis(self.0 * rhs)
+    }
+}
+
 impl fmt::Display for Millis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0;
