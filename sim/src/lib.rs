@@ -5,6 +5,7 @@
 //! - [`fuzz`]: fuzz cases (fault plans) as scenarios, run through the drill runner.
 //! - [`backend`]: the drill runner's `Backend` over a simulated world.
 //! - [`turmoil_engine`]: the same world as turmoil hosts talking TCP, to cross-check the fast one.
+//! - `shared` (private): what both engines share, so they cannot drift apart.
 #![deny(missing_docs)]
 
 pub mod backend;
