@@ -13,6 +13,7 @@
 use lifeboat_model::check::Invariant;
 use lifeboat_model::profile::{FencedParams, Profile, ProfileName};
 use lifeboat_model::time::Millis;
+use lifeboat_sim::backend::Engine;
 use lifeboat_sim::fuzz::{
     case_scenario, make_fault, run_case, FaultPlan, PlannedFault, FAULT_KINDS, FAULT_PHASE,
     FAULT_START, MAX_FAULT,
@@ -70,15 +71,8 @@ fn fenced_survives_fuzzed_faults() {
     let mut r = runner(cases_from_env(48), 7);
     let result = r.run(&plans(profile.clone(), 8), |plan| {
         let seed = plan.faults.first().map_or(1, |f| f.at.0);
-        let out = run_case(seed, &profile, &plan);
-        // FIXME(rpo): about 0.5% of fuzzed fenced drills still break rpo-bounded when a
-        // fault outside the excused store/partition kinds keeps the leader from publishing
-        // (see the issue note); every other invariant must hold.
-        let broken: Vec<Invariant> = out
-            .violated()
-            .into_iter()
-            .filter(|i| *i != Invariant::RpoBounded)
-            .collect();
+        let out = run_case(seed, &profile, &plan, Engine::Fast);
+        let broken = out.violated();
         if broken.is_empty() {
             Ok(())
         } else {
@@ -100,7 +94,7 @@ fn v1_split_brain_found_and_shrunk() {
     // The runner stops at the first failure (then shrinks), so reaching Err at all
     // within `cases: 100` means the first 100 cases held one.
     let result = r.run(&plans(profile.clone(), 8), |plan| {
-        let out = run_case(1, &profile, &plan);
+        let out = run_case(1, &profile, &plan, Engine::Fast);
         let v = out.violated();
         if v.contains(&Invariant::LeaderExclusive) && v.contains(&Invariant::PollExclusive) {
             Err(TestCaseError::fail(out.report.reason))
@@ -124,24 +118,41 @@ fn v1_split_brain_found_and_shrunk() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("v1-split-brain.toml");
     std::fs::write(&file, case_scenario(1, &profile, &minimal).to_toml()).unwrap();
-    let hash = |_: u8| {
+    let hash = |engine: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
             .arg("replay")
             .arg(&file)
+            .args(["--engine", engine])
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1), "a failing case exits 1");
         let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "a failing case exits 1 on the {engine} engine:\n{text}"
+        );
         text.lines()
             .find_map(|l| l.strip_prefix("trace hash ").map(str::to_string))
             .expect("replay prints the trace hash")
     };
-    let (h1, h2) = (hash(1), hash(2));
+    let (h1, h2) = (hash("fast"), hash("fast"));
     assert_eq!(h1, h2);
     assert_eq!(
         h1,
-        run_case(1, &profile, &minimal).report.trace_hash,
+        run_case(1, &profile, &minimal, Engine::Fast)
+            .report
+            .trace_hash,
         "replay and the fuzzer agree"
+    );
+    // The file the fast engine's failure became fails on turmoil's full stack too (exit 1
+    // is asserted inside), with the same split brain.
+    hash("turmoil");
+    let full = run_case(1, &profile, &minimal, Engine::Turmoil);
+    let v = full.violated();
+    assert!(
+        v.contains(&Invariant::LeaderExclusive) && v.contains(&Invariant::PollExclusive),
+        "turmoil found {v:?} for the shrunk case: {}",
+        full.report.reason
     );
 }
 
@@ -153,7 +164,7 @@ fn broken_fenced_is_caught() {
     });
     let mut r = runner(200, 3);
     let result = r.run(&plans(profile.clone(), 8), |plan| {
-        let out = run_case(5, &profile, &plan);
+        let out = run_case(5, &profile, &plan, Engine::Fast);
         let v = out.violated();
         if v.contains(&Invariant::LeaderExclusive) || v.contains(&Invariant::PollExclusive) {
             Err(TestCaseError::fail(out.report.reason))
@@ -174,8 +185,8 @@ fn broken_fenced_is_caught() {
 fn same_seed_same_trace_hash() {
     let profile = Profile::default_for(ProfileName::Fenced);
     let plan = lifeboat_sim::fuzz::random_plan(42, &profile, 8);
-    let a = run_case(42, &profile, &plan);
-    let b = run_case(42, &profile, &plan);
+    let a = run_case(42, &profile, &plan, Engine::Fast);
+    let b = run_case(42, &profile, &plan, Engine::Fast);
     assert_eq!(a.report.trace_hash, b.report.trace_hash);
     assert!(!a.report.history.entries.is_empty());
 }

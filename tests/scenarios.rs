@@ -9,6 +9,7 @@
 use lifeboat::commands::drill::{load, run_sim};
 use lifeboat_model::profile::ProfileName;
 use lifeboat_model::scenario::Scenario;
+use lifeboat_sim::backend::Engine;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,18 @@ fn load_all() -> Vec<(PathBuf, Scenario)> {
 
 #[test]
 fn every_scenario_reaches_its_expected_verdict_on_every_profile() {
+    expect_verdicts_on(Engine::Fast);
+}
+
+/// The turmoil engine carries the same scenarios over simulated TCP at a 1 ms tick: the
+/// two engines must agree on every verdict (each must match the file's), so that a failure
+/// the fast engine finds is one the full-stack world finds too.
+#[test]
+fn every_scenario_reaches_the_same_verdict_on_the_turmoil_engine() {
+    expect_verdicts_on(Engine::Turmoil);
+}
+
+fn expect_verdicts_on(engine: Engine) {
     let scenarios = load_all();
     // One thread per file: each run owns its simulated world, and the slowest file, not
     // the sum of all of them, sets the test's duration.
@@ -72,10 +85,10 @@ fn every_scenario_reaches_its_expected_verdict_on_every_profile() {
                     }
                     let mut mismatches = Vec::new();
                     for (profile, expected) in &s.expect {
-                        let report = run_sim(s, Some(*profile), None, &mut |_| {});
+                        let report = run_sim(s, engine, Some(*profile), None, &mut |_| {});
                         if report.verdict != *expected {
                             mismatches.push(format!(
-                                "{file} --profile {profile}: expected {expected}, got {}\n  reason: {}\n  replay: cargo run --release -- drill {file} --profile {profile} --no-evidence",
+                                "{file} --profile {profile} --engine {engine}: expected {expected}, got {}\n  reason: {}\n  replay: cargo run --release -- drill {file} --profile {profile} --engine {engine} --no-evidence",
                                 report.verdict,
                                 report.reason.replace('\n', "\n          ")
                             ));
@@ -94,7 +107,7 @@ fn every_scenario_reaches_its_expected_verdict_on_every_profile() {
     let mismatches: Vec<String> = results.into_iter().flatten().collect();
     assert!(
         mismatches.is_empty(),
-        "{} of {runs} scenario runs did not reach the verdict their file expects:\n\n{}\n",
+        "{} of {runs} scenario runs on the {engine} engine did not reach the verdict their file expects:\n\n{}\n",
         mismatches.len(),
         mismatches.join("\n\n")
     );

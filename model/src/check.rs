@@ -10,7 +10,7 @@
 //! the same history always gives the same report, byte for byte. That matters because
 //! reports are pinned by tests and compared across replays of one seed.
 
-use crate::history::{Entry, Event, History, PollOutcome, Role};
+use crate::history::{Entry, Event, FaultInfo, History, PollOutcome, Role};
 use crate::ids::NodeId;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
@@ -840,6 +840,36 @@ struct Reply {
     node: NodeId,
 }
 
+/// Telegram records a reply when it arrives. A reply that arrives after its sender's
+/// last acting interval ended because the process died or froze, with the process not
+/// started or resumed since, was sent while it still led: a dead or frozen process sends
+/// nothing, so it was in flight when the leader was lost.
+fn sent_before_it_stopped(h: &History, tl: &Timeline, node: NodeId, seq: u64) -> bool {
+    let Some(last) = tl
+        .ivs
+        .iter()
+        .rev()
+        .find(|iv| iv.node == node && iv.end_seq.is_some_and(|end| end < seq))
+    else {
+        return false;
+    };
+    let end = last.end_seq.expect("found by its end");
+    let between = h.iter().filter(|e| e.seq >= end && e.seq < seq);
+    let mut stopped = false;
+    for e in between {
+        match &e.event {
+            Event::ProcessExited { node: n, .. } | Event::Paused { node: n } if *n == node => {
+                stopped = true;
+            }
+            Event::ProcessStarted { node: n, .. } | Event::Resumed { node: n } if *n == node => {
+                return false;
+            }
+            _ => {}
+        }
+    }
+    stopped
+}
+
 fn chat_answered(h: &History, tl: &Timeline) -> Report {
     let inv = Invariant::ChatAnswered;
     let mut sent: Vec<(i64, &Entry, &str)> = Vec::new();
@@ -858,7 +888,9 @@ fn chat_answered(h: &History, tl: &Timeline) -> Report {
             Event::ChatReplied {
                 update_id, node, ..
             } => {
-                if tl.acting_iv(*node, e.seq).is_none() {
+                if tl.acting_iv(*node, e.seq).is_none()
+                    && !sent_before_it_stopped(h, tl, *node, e.seq)
+                {
                     violations.push(Violation::new(
                         inv,
                         e.at,
@@ -1371,31 +1403,34 @@ fn tamper_refused(h: &History) -> Report {
 // ---------------------------------------------------------------------------------------
 // 7. rpo-bounded
 
-/// How much of `[from, to]` had a fault in place that keeps a leader from saving state:
-/// the store down, slow or tampered, or any cut or isolation (a node cut from the store
-/// or the lease store cannot publish under a valid token).
-fn store_fault_time(h: &History, from: Millis, to: Millis) -> Millis {
-    let blocks = |kind: &str| {
-        matches!(
-            kind,
-            "store-down"
-                | "store-slow"
-                | "store-tamper"
-                | "partition"
-                | "partition-oneway"
-                | "isolate"
-                | "loss"
-                | "latency"
-        )
-    };
+/// Whether a fault keeps `leader` from saving state: the store down, slow or tampered,
+/// the whole network slowed or lossy, or the leader cut from the snapshot store or the
+/// lease store (it cannot publish under a valid token). A cut elsewhere excuses nothing.
+fn blocks_saving(f: &FaultInfo, leader: NodeId) -> bool {
+    let me = leader.to_string();
+    let is_store = |end: &str| end == "snapshot-store" || end == "lease-store";
+    let cut = |a: &str, b: &str| (a == me && is_store(b)) || (b == me && is_store(a));
+    match f.kind.as_str() {
+        "store-down" | "store-slow" | "store-tamper" | "latency" | "loss" => true,
+        "isolate" => f.target == me,
+        "partition" => cut(&f.target, f.detail.trim_start_matches("<-> ")),
+        "partition-oneway" => cut(&f.target, f.detail.trim_start_matches("-> ")),
+        _ => false,
+    }
+}
+
+/// How much of `[from, to]` had a fault in place that keeps `leader` from saving state
+/// ([`blocks_saving`]).
+fn store_fault_time(h: &History, leader: NodeId, from: Millis, to: Millis) -> Millis {
+    let blocks = |f: &FaultInfo| blocks_saving(f, leader);
     let mut open: Vec<(String, Millis)> = Vec::new();
     let mut windows: Vec<(Millis, Millis)> = Vec::new();
     for e in h.iter() {
         match &e.event {
-            Event::Fault(f) if blocks(&f.kind) => {
+            Event::Fault(f) if blocks(f) => {
                 open.push((format!("{}|{}|{}", f.kind, f.target, f.detail), e.at))
             }
-            Event::Heal(f) if blocks(&f.kind) => {
+            Event::Heal(f) if blocks(f) => {
                 let key = format!("{}|{}|{}", f.kind, f.target, f.detail);
                 if let Some(i) = open.iter().position(|(k, _)| *k == key) {
                     let (_, s) = open.remove(i);
@@ -1419,6 +1454,27 @@ fn store_fault_time(h: &History, from: Millis, to: Millis) -> Millis {
         }
     }
     total
+}
+
+/// Where the lost leader's last term began: the promotion that opened it, looking through
+/// pauses (a resumed leader's interval continues the same term). Without a lost leader,
+/// the start of the history.
+fn term_start(tl: &Timeline, g: &Gap) -> u64 {
+    let Some(mut iv) = tl.ivs.iter().find(|iv| iv.end_seq == Some(g.lost_seq)) else {
+        return 0;
+    };
+    while iv.resumed {
+        let before = tl
+            .ivs
+            .iter()
+            .rev()
+            .find(|p| p.node == iv.node && p.end_seq.is_some_and(|end| end <= iv.start_seq));
+        match before {
+            Some(p) => iv = p,
+            None => break,
+        }
+    }
+    iv.start_seq
 }
 
 fn rpo_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
@@ -1447,15 +1503,24 @@ fn rpo_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
                     _ => None,
                 });
             let have = own.map_or(0, |(v, _)| v);
-            let before_loss = h.entries.iter().filter(|e| e.seq < g.lost_seq);
-            let latest = before_loss
-                .clone()
+            // What the lost leader changed in its last term: earlier terms' changes were
+            // judged at their own losses, and another lineage's version numbers mean
+            // other states.
+            let term = h
+                .entries
+                .iter()
+                .filter(|e| e.seq > term_start(tl, g) && e.seq < g.lost_seq);
+            let changes: Vec<(&Entry, NodeId, u64)> = term
                 .filter_map(|e| match &e.event {
-                    Event::StateChanged { version, .. } => Some(*version),
+                    Event::StateChanged { node: n, version }
+                        if g.lost_node.is_none_or(|l| l == *n) =>
+                    {
+                        Some((e, *n, *version))
+                    }
                     _ => None,
                 })
-                .max()
-                .unwrap_or(0);
+                .collect();
+            let latest = changes.iter().map(|c| c.2).max().unwrap_or(0);
             let lost = latest.saturating_sub(have);
             notes.push(format!(
                 "node {node} took the lead at {} after the loss at {} holding state version {have} of {latest}: {lost} updates lost",
@@ -1465,20 +1530,43 @@ fn rpo_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
             if lost == 0 {
                 continue;
             }
-            let first_unsaved = before_loss
+            // State the lost leader did save, but which the new leader could not restore
+            // because the store was down, slow or lying while it took over, was lost by
+            // the store, not by the protocol: the budget runs from the first change after
+            // it.
+            let saved = h
+                .entries
+                .iter()
+                .filter(|e| e.seq > term_start(tl, g) && e.seq < g.lost_seq)
                 .filter_map(|e| match &e.event {
-                    Event::StateChanged { node: n, version } if *version > have => {
-                        Some((e, *n, *version))
-                    }
+                    Event::SnapshotPublished {
+                        node: n,
+                        accepted: true,
+                        state_version,
+                        ..
+                    } if g.lost_node.is_none_or(|l| l == *n) => Some(*state_version),
                     _ => None,
                 })
-                .next()
-                .expect("latest > have, so some change exceeded it");
-            let (ue, unode, uversion) = first_unsaved;
+                .max()
+                .unwrap_or(0);
+            let restore_blocked =
+                store_fault_time(h, *node, g.lost_at, pe.at + Millis(1)) > Millis::ZERO;
+            let floor = if restore_blocked && saved > have {
+                notes.push(format!(
+                    "node {node} could not restore saved state version {saved} under store faults; {} updates lost to the store",
+                    saved - have
+                ));
+                saved
+            } else {
+                have
+            };
+            let Some(&(ue, unode, uversion)) = changes.iter().find(|c| c.2 > floor) else {
+                continue;
+            };
             let age = g.lost_at.saturating_sub(ue.at);
             // No protocol can save state to a store it cannot reach or that serves lies:
             // time under such faults extends the budget, and the note says by how much.
-            let excused = store_fault_time(h, ue.at, g.lost_at);
+            let excused = store_fault_time(h, unode, ue.at, g.lost_at);
             if excused > Millis::ZERO {
                 notes.push(format!(
                     "state unsaved for {} before the loss at {}, {} of it under store or partition faults",
@@ -1540,9 +1628,12 @@ fn health_truthful(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
         let lie = match role {
             Role::Leader => {
                 let me = acting.iter().any(|iv| iv.node == *node);
+                // A leader that resumed from a pause and stepped down within the same
+                // millisecond, on seeing its lease lapsed, did nothing as leader: it splits
+                // no brain (leader-exclusive ignores such zero-length overlaps too).
                 let others: Vec<String> = acting
                     .iter()
-                    .filter(|iv| iv.node != *node)
+                    .filter(|iv| iv.node != *node && !(iv.resumed && iv.end == Some(iv.start)))
                     .map(|iv| iv.node.to_string())
                     .collect();
                 if !me {

@@ -377,14 +377,18 @@ fn describe(a: &Action) -> String {
             node,
             within,
         } => {
-            format!("wait for {node} {} within {within}", cond_name(*condition))
+            format!(
+                "wait for {} {} within {within}",
+                who(*node),
+                condition.name()
+            )
         }
         Action::Hold {
             condition,
             node,
             duration,
         } => {
-            format!("hold {node} {} for {duration}", cond_name(*condition))
+            format!("hold {} {} for {duration}", who(*node), condition.name())
         }
         Action::Fault { fault, duration } => match duration {
             Some(d) => format!("fault {fault} for {d}"),
@@ -403,17 +407,9 @@ fn describe(a: &Action) -> String {
     }
 }
 
-fn cond_name(c: Condition) -> &'static str {
-    match c {
-        Condition::Leader => "leader",
-        Condition::Follower => "follower",
-        Condition::Ready => "ready",
-        Condition::Healthy => "healthy",
-        Condition::Restored => "restored",
-        Condition::Stopped => "stopped",
-        Condition::HeadMatches => "head-matches",
-        Condition::SoleLeader => "sole-leader",
-    }
+/// How a step names its node: a letter, or "any node" when left out.
+fn who(node: Option<NodeId>) -> String {
+    node.map_or("any node".into(), |n| n.to_string())
 }
 
 type StepOutcome = Result<(bool, String), BackendError>;
@@ -477,19 +473,29 @@ impl<B: Backend> Runner<'_, B> {
     async fn condition(
         &mut self,
         c: Condition,
-        node: NodeId,
+        node: Option<NodeId>,
     ) -> Result<(bool, String), BackendError> {
         if c == Condition::SoleLeader {
             let nodes = self.nodes.clone();
             let all = self.probe_all(&nodes).await?;
             let leaders: Vec<NodeId> = all
                 .iter()
-                .filter(|(_, d)| d.as_ref().is_some_and(|d| d.role == Role::Leader))
+                // A leader counts when it says so and is ready: a node that resumed from
+                // a pause past its lease may still name itself leader for an instant, but
+                // its readiness already says it may not act (invariant 8).
+                .filter(|(_, d)| {
+                    d.as_ref()
+                        .is_some_and(|d| d.role == Role::Leader && d.readyz)
+                })
                 .map(|(n, _)| *n)
                 .collect();
-            let ok = leaders == vec![node];
+            let ok = match node {
+                Some(n) => leaders == vec![n],
+                None => leaders.len() == 1,
+            };
             return Ok((ok, format!("leaders: {}", names(&leaders))));
         }
+        let node = node.expect("validation: only sole-leader may leave out the node");
         let dash = self.b.probe(node).await?;
         let Some(d) = dash else {
             return Ok((c == Condition::Stopped, format!("{node} does not answer")));
@@ -588,7 +594,7 @@ impl<B: Backend> Runner<'_, B> {
                     if self.b.now() >= deadline {
                         return Ok((
                             false,
-                            format!("not {} within {within}: {seen}", cond_name(*condition)),
+                            format!("not {} within {within}: {seen}", condition.name()),
                         ));
                     }
                     self.advance(self.opts.probe_every).await?;
@@ -608,7 +614,7 @@ impl<B: Backend> Runner<'_, B> {
                         broken = Some(format!(
                             "at {} {seen}, not {}",
                             fmt_time(self.b.now()),
-                            cond_name(*condition)
+                            condition.name()
                         ));
                     }
                     if self.b.now() >= end {
@@ -629,8 +635,9 @@ impl<B: Backend> Runner<'_, B> {
                     Ok((
                         true,
                         format!(
-                            "{node} stayed {} for {duration}, no 409",
-                            cond_name(*condition)
+                            "{} stayed {} for {duration}, no 409",
+                            who(*node),
+                            condition.name()
                         ),
                     ))
                 } else {

@@ -307,6 +307,12 @@ pub struct Node {
     replies_pending: usize,
     /// The lowest update whose reply failed in the current batch.
     failed_reply: Option<i64>,
+    /// A snapshot publish failed or was refused: the leader rebases on the store's head
+    /// and publishes again at once, rather than a whole snapshot interval later (RPO).
+    publish_owed: bool,
+    /// When the lease store last told this node who leads (its own clock): a follower's
+    /// news is only as fresh as that, and a lease outlives it by at most the TTL.
+    lease_heard: Millis,
 }
 
 impl Node {
@@ -338,6 +344,8 @@ impl Node {
             applied: std::collections::BTreeSet::new(),
             replies_pending: 0,
             failed_reply: None,
+            publish_owed: false,
+            lease_heard: Millis::ZERO,
         }
     }
 
@@ -361,9 +369,13 @@ impl Node {
         let readyz = match &self.cfg.profile {
             // OpenTrident's readiness does not look at the role: a started gateway is ready.
             Profile::OpentridentV1(_) => self.gateway_up,
-            Profile::Fenced(_) => match self.role {
+            Profile::Fenced(p) => match self.role {
                 Role::Leader => self.may_act(clock),
-                Role::Follower => self.observed.is_some(),
+                // Ready while its news of the leader is younger than a lease: past that,
+                // the leader it names may be gone and another may lead.
+                Role::Follower => {
+                    self.observed.is_some() && clock.mono < self.lease_heard + p.lease_ttl
+                }
                 _ => false,
             },
         };
@@ -439,6 +451,9 @@ impl Node {
             return;
         }
         self.role = role;
+        if role != Role::Leader {
+            self.publish_owed = false;
+        }
         out.push(Effect::Emit(Event::RoleChanged {
             node: self.cfg.id,
             role,
@@ -667,6 +682,7 @@ impl Node {
             }
             Pending::Reply { update } => self.reply_done(clock, update, false, out),
             Pending::Publish(Some(_)) if self.role == Role::Leader => {
+                self.publish_owed = true;
                 self.fetch(None, FetchPurpose::Rebase, out);
             }
             Pending::Renew { .. } | Pending::Publish(_) | Pending::Revoke => {}
@@ -679,6 +695,16 @@ impl Node {
                 }
             }
             Pending::Get | Pending::Watch | Pending::Grant { .. } | Pending::Campaign => {
+                // Cut off from the lease store, a follower no longer knows who leads: it
+                // stops naming a leader, so /readyz says it is out of sync (invariant 8).
+                if self.role == Role::Follower && self.observed.take().is_some() {
+                    out.push(Effect::Emit(Event::RoleChanged {
+                        node: self.cfg.id,
+                        role: Role::Follower,
+                        token: None,
+                        why: "lost sight of the leader: lease store unreachable".into(),
+                    }));
+                }
                 if self.role == Role::Candidate {
                     self.set_role(
                         Role::Follower,
@@ -727,6 +753,9 @@ impl Node {
                 Role::Follower | Role::Candidate | Role::Booting => {
                     self.fenced_follow(clock, p, "retrying", out)
                 }
+                Role::Leader if self.publish_owed => {
+                    self.fetch(None, FetchPurpose::Rebase, out);
+                }
                 _ => {}
             },
             Input::Timer(Timer::Renew) => {
@@ -750,6 +779,15 @@ impl Node {
                     && !p.broken_no_step_down
                 {
                     self.fenced_step_down(clock, p, "lease could expire: no renewal in time", out);
+                } else if matches!(self.role, Role::Leader | Role::Candidate)
+                    && clock.mono < self.safe_until
+                {
+                    // Early by this clock (its rate changed after the timer was armed):
+                    // arm it again for what is left, or the node would never step down.
+                    out.push(Effect::SetTimer {
+                        timer: Timer::StepDown,
+                        after: self.safe_until - clock.mono,
+                    });
                 }
             }
             Input::Timer(Timer::PollRetry) => self.fenced_poll(clock, p, out),
@@ -840,6 +878,7 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         self.watch_rev = revision;
+        self.lease_heard = clock.mono;
         match holder {
             Some(h) => {
                 let leader = NodeId::parse(&h.value).ok();
@@ -986,11 +1025,13 @@ impl Node {
                     self.disk.snapshot_head = Some(m.manifest.id.clone());
                     self.disk.head_manifest = Some(*m);
                 }
+                self.publish_owed = false;
                 self.cycle_status = format!("live: published {id}");
             }
             (Pending::Publish(_), Response::Store(StoreResp::Rejected(why))) => {
                 self.cycle_status = format!("snapshot refused: {why}");
                 if self.role == Role::Leader {
+                    self.publish_owed = true;
                     self.fetch(None, FetchPurpose::Rebase, out);
                 }
             }
@@ -1045,7 +1086,19 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         if purpose == FetchPurpose::Rebase {
-            self.rebase(clock, chain, bundle);
+            let rebased = self.rebase(clock, chain, bundle);
+            if self.role == Role::Leader && self.publish_owed {
+                if rebased {
+                    self.fenced_publish(clock, p, out);
+                } else {
+                    // The store's head does not verify (tampered, or empty): retry later,
+                    // never in a tight loop.
+                    out.push(Effect::SetTimer {
+                        timer: Timer::Retry,
+                        after: p.retry_after,
+                    });
+                }
+            }
             return;
         }
         let outcome = match bundle {
@@ -1118,20 +1171,28 @@ impl Node {
 
     /// Adopts the store's head as the parent of the next snapshot, after verifying it,
     /// without touching the state files (the leader's own state is newer).
-    fn rebase(&mut self, clock: Clock, chain: Vec<SignedManifest>, bundle: Option<StoredBundle>) {
+    /// True when the head verified and was adopted.
+    fn rebase(
+        &mut self,
+        clock: Clock,
+        chain: Vec<SignedManifest>,
+        bundle: Option<StoredBundle>,
+    ) -> bool {
         let Some(StoredBundle::Lifeboat(b)) = bundle else {
-            return;
+            return false;
         };
         let policy = VerifyPolicy {
             trusted: self.trusted_key(),
             state: self.disk.trust.clone(),
             now: clock.wall,
         };
-        if let Ok(v) = snapshot::verify(&policy, &chain, &b) {
-            self.disk.trust = v.state;
-            self.disk.snapshot_head = Some(v.id);
-            self.disk.head_manifest = Some(b.manifest);
-        }
+        let Ok(v) = snapshot::verify(&policy, &chain, &b) else {
+            return false;
+        };
+        self.disk.trust = v.state;
+        self.disk.snapshot_head = Some(v.id);
+        self.disk.head_manifest = Some(b.manifest);
+        true
     }
 
     fn fenced_poll(&mut self, clock: Clock, p: &FencedParams, out: &mut Vec<Effect>) {

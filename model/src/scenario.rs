@@ -69,6 +69,22 @@ pub enum Condition {
     SoleLeader,
 }
 
+impl Condition {
+    /// The name scenario files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Leader => "leader",
+            Condition::Follower => "follower",
+            Condition::Ready => "ready",
+            Condition::Healthy => "healthy",
+            Condition::Restored => "restored",
+            Condition::Stopped => "stopped",
+            Condition::HeadMatches => "head-matches",
+            Condition::SoleLeader => "sole-leader",
+        }
+    }
+}
+
 /// What a `collect` step saves into the evidence bundle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -120,8 +136,10 @@ pub enum Action {
     WaitFor {
         /// The condition.
         condition: Condition,
-        /// The node it is about.
-        node: NodeId,
+        /// The node it is about; `sole-leader` alone may leave it out, meaning "exactly
+        /// one leader, whichever node it is" (for races with no preferred winner).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<NodeId>,
         /// The time bound.
         #[serde(with = "crate::time::duration_str")]
         within: Millis,
@@ -130,8 +148,9 @@ pub enum Action {
     Hold {
         /// The condition.
         condition: Condition,
-        /// The node.
-        node: NodeId,
+        /// The node; optional for `sole-leader`, as for `wait_for`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<NodeId>,
         /// The window.
         #[serde(rename = "for", with = "crate::time::duration_str")]
         duration: Millis,
@@ -429,6 +448,24 @@ impl Scenario {
             for n in step.action.nodes() {
                 known(&n).map_err(at)?;
             }
+            if let Action::WaitFor {
+                condition,
+                node: None,
+                ..
+            }
+            | Action::Hold {
+                condition,
+                node: None,
+                ..
+            } = &step.action
+            {
+                if *condition != Condition::SoleLeader {
+                    return Err(at(format!(
+                        "condition `{}` needs a `node`; only `sole-leader` may leave it out",
+                        condition.name()
+                    )));
+                }
+            }
         }
         if let Some(p) = &self.profiles.fenced {
             p.validate()
@@ -532,11 +569,12 @@ impl Action {
     /// The nodes the action names.
     pub fn nodes(&self) -> Vec<NodeId> {
         match self {
-            Action::Start { node }
-            | Action::Bootstrap { node }
-            | Action::WaitFor { node, .. }
-            | Action::Hold { node, .. }
-            | Action::Collect { node, .. } => vec![*node],
+            Action::Start { node } | Action::Bootstrap { node } | Action::Collect { node, .. } => {
+                vec![*node]
+            }
+            Action::WaitFor { node, .. } | Action::Hold { node, .. } => {
+                node.iter().copied().collect()
+            }
             Action::Chat { from, .. } => from.iter().copied().collect(),
             Action::CompareFiles { leader, restored } => vec![*leader, *restored],
             Action::Fault { fault, .. } | Action::Heal { fault } => fault.nodes(),

@@ -1,8 +1,11 @@
 //! The simulated backend: the drill runner's [`Backend`] over a deterministic world.
 //!
 //! Every method completes at once; `sleep` runs the world forward. This is the backend
-//! `lifeboat drill` uses by default, and the one the scenario tests run on.
+//! `lifeboat drill` uses by default, and the one the scenario tests run on. Either engine
+//! carries the world ([`Engine`]): the fast event-driven one by default, or the turmoil
+//! one, whose hosts talk simulated TCP, to cross-check the fast one on the same scenario.
 
+use crate::turmoil_engine::TurmoilWorld;
 use crate::world::{NodeSetup, World, WorldConfig};
 use lifeboat_model::backend::{block_on, Backend, BackendError, Cluster};
 use lifeboat_model::bootstrap::BootstrapManifest;
@@ -16,27 +19,89 @@ use lifeboat_model::scenario::Scenario;
 use lifeboat_model::time::Millis;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The drill runner's backend over the fast engine.
+/// Which engine carries a simulated run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Engine {
+    /// The event-driven world ([`crate::world`]): milliseconds per ten-minute drill.
+    #[default]
+    Fast,
+    /// Turmoil hosts over simulated TCP ([`crate::turmoil_engine`]), a 1 ms tick: seconds
+    /// per drill, for cross-checking the fast engine.
+    Turmoil,
+}
+
+impl Engine {
+    /// Both engines, fast first.
+    pub const ALL: [Engine; 2] = [Engine::Fast, Engine::Turmoil];
+
+    /// The name the command line uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Fast => "fast",
+            Engine::Turmoil => "turmoil",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Engine, String> {
+        Engine::ALL
+            .into_iter()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| format!("unknown engine `{s}`: expected `fast` or `turmoil`"))
+    }
+}
+
+/// A provisioned world on one of the engines; both have the same methods. Boxed: a
+/// backend holds one world for a whole run.
+enum AnyWorld {
+    Fast(Box<World>),
+    Turmoil(Box<TurmoilWorld>),
+}
+
+/// Calls the same method on whichever engine holds the world.
+macro_rules! on_world {
+    ($world:expr, $w:ident => $body:expr) => {
+        match $world {
+            AnyWorld::Fast($w) => $body,
+            AnyWorld::Turmoil($w) => $body,
+        }
+    };
+}
+
+/// The drill runner's backend over a simulated world.
 #[derive(Default)]
 pub struct SimBackend {
-    world: Option<World>,
+    engine: Engine,
+    world: Option<AnyWorld>,
 }
 
 impl SimBackend {
-    /// A backend with no world yet; `provision` builds it.
-    pub fn new() -> SimBackend {
-        SimBackend::default()
+    /// A backend on `engine` with no world yet; `provision` builds it.
+    pub fn new(engine: Engine) -> SimBackend {
+        SimBackend {
+            engine,
+            world: None,
+        }
     }
 
-    fn w(&mut self) -> Result<&mut World, BackendError> {
+    fn w(&mut self) -> Result<&mut AnyWorld, BackendError> {
         self.world
             .as_mut()
             .ok_or_else(|| BackendError::Other("the sim backend was not provisioned".into()))
     }
 
-    fn known(&mut self, node: NodeId) -> Result<&mut World, BackendError> {
+    fn known(&mut self, node: NodeId) -> Result<&mut AnyWorld, BackendError> {
         let w = self.w()?;
-        if w.nodes().contains(&node) {
+        if on_world!(w, w => w.nodes()).contains(&node) {
             Ok(w)
         } else {
             Err(BackendError::Node {
@@ -44,11 +109,6 @@ impl SimBackend {
                 what: "not in this cluster".into(),
             })
         }
-    }
-
-    /// The world, once provisioned (for tests and the fuzzer).
-    pub fn world(&self) -> Option<&World> {
-        self.world.as_ref()
     }
 }
 
@@ -76,12 +136,15 @@ impl Backend for SimBackend {
         let mut cfg = WorldConfig::new(cluster.seed, cluster.profile.clone(), nodes);
         cfg.latency_min = cluster.latency_min;
         cfg.latency_max = cluster.latency_max.max(cluster.latency_min);
-        self.world = Some(World::new(cfg));
+        self.world = Some(match self.engine {
+            Engine::Fast => AnyWorld::Fast(Box::new(World::new(cfg))),
+            Engine::Turmoil => AnyWorld::Turmoil(Box::new(TurmoilWorld::new(cfg))),
+        });
         Ok(())
     }
 
     async fn start(&mut self, node: NodeId) -> Result<(), BackendError> {
-        self.known(node)?.start(node);
+        on_world!(self.known(node)?, w => w.start(node));
         Ok(())
     }
 
@@ -90,62 +153,65 @@ impl Backend for SimBackend {
         node: NodeId,
         manifest: &BootstrapManifest,
     ) -> Result<(), BackendError> {
-        let w = self.known(node)?;
-        w.set_bootstrap(node, manifest.clone());
-        w.start(node);
+        on_world!(self.known(node)?, w => {
+            w.set_bootstrap(node, manifest.clone());
+            w.start(node);
+        });
         Ok(())
     }
 
     async fn regenerate_manifest(&mut self) -> Result<BootstrapManifest, BackendError> {
-        self.w()?.bootstrap_manifest().ok_or_else(|| {
+        on_world!(self.w()?, w => w.bootstrap_manifest()).ok_or_else(|| {
             BackendError::Other("the snapshot store is empty: no head to name".into())
         })
     }
 
     async fn snapshot_head(&mut self) -> Result<Option<String>, BackendError> {
-        Ok(self.w()?.snapshot_head())
+        Ok(on_world!(self.w()?, w => w.snapshot_head()))
     }
 
     async fn inject(&mut self, fault: &Fault) -> Result<(), BackendError> {
-        self.w()?.inject(fault);
+        on_world!(self.w()?, w => w.inject(fault));
         Ok(())
     }
 
     async fn heal(&mut self, fault: &Fault) -> Result<(), BackendError> {
-        self.w()?.heal(fault);
+        on_world!(self.w()?, w => w.heal(fault));
         Ok(())
     }
 
     async fn probe(&mut self, node: NodeId) -> Result<Option<Dashboard>, BackendError> {
-        Ok(self.known(node)?.probe(node))
+        Ok(on_world!(self.known(node)?, w => w.probe(node)))
     }
 
     async fn send_chat(&mut self, text: &str) -> Result<i64, BackendError> {
-        Ok(self.w()?.send_chat(text))
+        Ok(on_world!(self.w()?, w => w.send_chat(text)))
     }
 
     async fn reply_to(&mut self, update_id: i64) -> Result<Option<NodeId>, BackendError> {
-        Ok(self.w()?.answered_by(update_id))
+        Ok(on_world!(self.w()?, w => w.answered_by(update_id)))
     }
 
     async fn file_hashes(
         &mut self,
         node: NodeId,
     ) -> Result<BTreeMap<String, String>, BackendError> {
-        Ok(self.known(node)?.file_hashes(node))
+        Ok(on_world!(self.known(node)?, w => w.file_hashes(node)))
     }
 
     fn now(&self) -> Millis {
-        self.world.as_ref().map_or(Millis::ZERO, |w| w.now())
+        self.world
+            .as_ref()
+            .map_or(Millis::ZERO, |w| on_world!(w, w => w.now()))
     }
 
     async fn sleep(&mut self, d: Millis) -> Result<(), BackendError> {
-        self.w()?.run_for(d);
+        on_world!(self.w()?, w => w.run_for(d));
         Ok(())
     }
 
     async fn history(&mut self) -> Result<History, BackendError> {
-        Ok(self.w()?.history().clone())
+        Ok(on_world!(self.w()?, w => w.history().clone()))
     }
 
     async fn teardown(&mut self) -> Result<(), BackendError> {
@@ -153,16 +219,18 @@ impl Backend for SimBackend {
     }
 }
 
-/// Runs a scenario on the simulated backend: the scenario's profile and seed unless
-/// overridden, with the runner's default pacing. `lifeboat drill`, `lifeboat replay` and
-/// the fuzzer all run through here, so a written failure replays to the same trace hash.
+/// Runs a scenario on the simulated backend's `engine`: the scenario's profile and seed
+/// unless overridden, with the runner's default pacing. `lifeboat drill`, `lifeboat
+/// replay` and the fuzzer all run through here, so a written failure replays to the same
+/// trace hash.
 pub fn run_scenario(
     scenario: &Scenario,
+    engine: Engine,
     profile: Option<ProfileName>,
     seed: Option<u64>,
     progress: &mut dyn FnMut(&str),
 ) -> DrillReport {
-    let mut backend = SimBackend::new();
+    let mut backend = SimBackend::new(engine);
     block_on(drill::run(
         &mut backend,
         scenario,

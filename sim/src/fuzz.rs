@@ -13,7 +13,7 @@
 //! `max_latency` and clock rate error up to its `drift_ppt`; the fuzzer stays inside
 //! those bounds for it (drawing past them is a different claim, tested separately).
 
-use crate::backend::run_scenario;
+use crate::backend::{run_scenario, Engine};
 use lifeboat_model::check::Invariant;
 use lifeboat_model::drill::DrillReport;
 use lifeboat_model::fault::{Fault, Tamper};
@@ -292,11 +292,11 @@ impl CaseOutcome {
     }
 }
 
-/// Runs one case.
-pub fn run_case(seed: u64, profile: &Profile, plan: &FaultPlan) -> CaseOutcome {
+/// Runs one case on `engine`.
+pub fn run_case(seed: u64, profile: &Profile, plan: &FaultPlan, engine: Engine) -> CaseOutcome {
     let scenario = case_scenario(seed, profile, plan);
     // Its chats carry a zero bound (invariant 3 judges them), so the only step that can
     // fail is the closing liveness chat: the runner's verdict is the case's verdict.
-    let report = run_scenario(&scenario, None, None, &mut |_| {});
+    let report = run_scenario(&scenario, engine, None, None, &mut |_| {});
     CaseOutcome { scenario, report }
 }

@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 use lifeboat_model::drill::{fmt_time, DrillReport};
 use lifeboat_model::profile::ProfileName;
 use lifeboat_model::scenario::Scenario;
+use lifeboat_sim::backend::Engine;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,6 +35,10 @@ pub struct DrillArgs {
     /// Seed for the simulated world (default: the scenario's).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The sim backend's engine: `fast` (event-driven, milliseconds a drill) or `turmoil`
+    /// (hosts over simulated TCP at a 1 ms tick, seconds a drill; to cross-check).
+    #[arg(long, default_value = "fast")]
+    pub engine: Engine,
     /// Directory under which the evidence bundle is written.
     #[arg(long, default_value = "drills")]
     pub out: PathBuf,
@@ -53,6 +58,10 @@ pub struct ReplayArgs {
     /// The profile (default: the scenario's).
     #[arg(long)]
     pub profile: Option<ProfileName>,
+    /// The engine: `fast` or `turmoil` (a fast-engine failure replays on both, to the
+    /// same verdict; trace hashes are per engine).
+    #[arg(long, default_value = "fast")]
+    pub engine: Engine,
 }
 
 /// Reads and parses a scenario file, with errors that name the file, line and column.
@@ -126,10 +135,15 @@ pub fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
     let seed = args.seed.unwrap_or(scenario.seed);
     if !args.quiet {
         println!(
-            "lifeboat drill {} · profile {} · backend {:?} · seed {seed}",
+            "lifeboat drill {} · profile {} · backend {:?} · seed {seed}{}",
             args.scenario.display(),
             profile.name(),
-            args.backend
+            args.backend,
+            if args.backend == BackendName::Sim {
+                format!(" · engine {}", args.engine)
+            } else {
+                String::new()
+            }
         );
     }
     let quiet = args.quiet;
@@ -139,7 +153,13 @@ pub fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut report = match args.backend {
-        BackendName::Sim => run_sim(&scenario, args.profile, args.seed, &mut progress),
+        BackendName::Sim => run_sim(
+            &scenario,
+            args.engine,
+            args.profile,
+            args.seed,
+            &mut progress,
+        ),
         other => anyhow::bail!(
             "the {other:?} backend is not available in this build yet; use --backend sim"
         ),
@@ -178,10 +198,10 @@ pub fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
 /// Runs `lifeboat replay`: the scenario on the simulated backend, printing its trace hash.
 pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let scenario = load(&args.scenario)?;
-    let report = run_sim(&scenario, args.profile, None, &mut |_| {});
+    let report = run_sim(&scenario, args.engine, args.profile, None, &mut |_| {});
     println!(
-        "{} · seed {} · profile {}",
-        report.verdict, report.seed, report.profile
+        "{} · seed {} · profile {} · engine {}",
+        report.verdict, report.seed, report.profile, args.engine
     );
     println!("trace hash {}", report.trace_hash);
     for inv in report.invariants.iter().filter(|i| !i.ok()) {

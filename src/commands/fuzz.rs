@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lifeboat_model::profile::{Profile, ProfileName};
+use lifeboat_sim::backend::Engine;
 use lifeboat_sim::fuzz::{random_plan, run_case};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,6 +25,10 @@ pub struct FuzzArgs {
     /// The profile to fuzz.
     #[arg(long, default_value = "fenced")]
     pub profile: ProfileName,
+    /// The engine: `fast` (event-driven; thousands of drills a minute) or `turmoil`
+    /// (hosts over simulated TCP; seconds a drill, for cross-checking).
+    #[arg(long, default_value = "fast")]
+    pub engine: Engine,
     /// How many cases (over all shards).
     #[arg(long, default_value_t = 1000)]
     pub cases: u64,
@@ -81,6 +86,9 @@ fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 pub struct Summary {
     /// The profile.
     pub profile: String,
+    /// The engine the cases ran on.
+    #[serde(default)]
+    pub engine: String,
     /// Cases run.
     pub cases: u64,
     /// Cases that failed.
@@ -104,9 +112,10 @@ pub struct Summary {
 impl Summary {
     fn print(&self) {
         println!(
-            "{} cases of {}: {} failed; {:.0} simulated s in {:.1} wall s ({:.0}x real time, {:.1} drills/s)",
+            "{} cases of {} on the {} engine: {} failed; {:.0} simulated s in {:.1} wall s ({:.0}x real time, {:.1} drills/s)",
             self.cases,
             self.profile,
+            self.engine,
             self.failures,
             self.simulated_seconds,
             self.wall_seconds,
@@ -146,8 +155,9 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     println!(
-        "lifeboat fuzz · profile {} · {} case(s) (shard {shard}/{shards}) · seed {} · {jobs} job(s) · up to {} faults each",
+        "lifeboat fuzz · profile {} · engine {} · {} case(s) (shard {shard}/{shards}) · seed {} · {jobs} job(s) · up to {} faults each",
         args.profile,
+        args.engine,
         ids.len(),
         args.seed,
         args.max_faults
@@ -163,6 +173,7 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<ExitCode> {
     let failures = AtomicU64::new(0);
     let summary = Arc::new(Mutex::new(Summary {
         profile: args.profile.to_string(),
+        engine: args.engine.to_string(),
         shards: vec![format!("{shard}/{shards}")],
         ..Summary::default()
     }));
@@ -177,10 +188,10 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<ExitCode> {
                 }
                 let seed = case_seed(args.seed, i);
                 let plan = random_plan(seed, &profile, args.max_faults);
-                let outcome = run_case(seed, &profile, &plan);
+                let outcome = run_case(seed, &profile, &plan, args.engine);
                 let mut det = None;
                 if args.check_determinism_every > 0 && i % args.check_determinism_every == 0 {
-                    let again = run_case(seed, &profile, &plan);
+                    let again = run_case(seed, &profile, &plan, args.engine);
                     det = Some(again.report.trace_hash == outcome.report.trace_hash);
                 }
                 let mut s = summary.lock().expect("no worker panics holding the lock");
@@ -201,8 +212,9 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<ExitCode> {
                     }
                     let file = args.out.join(format!("{}.toml", outcome.scenario.name));
                     let body = format!(
-                        "# lifeboat fuzz failure: seed {seed}, profile {}.\n# {}\n# Replay: lifeboat replay {}\n{}",
+                        "# lifeboat fuzz failure: seed {seed}, profile {}, found on the {} engine.\n# {}\n# Replay: lifeboat replay {} [--engine fast|turmoil]\n{}",
                         args.profile,
+                        args.engine,
                         outcome.report.reason.lines().next().unwrap_or(""),
                         file.display(),
                         outcome.scenario.to_toml()
@@ -247,6 +259,7 @@ fn merge(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         let s = read_summary(p)?;
         if total.profile.is_empty() {
             total.profile = s.profile.clone();
+            total.engine = s.engine.clone();
         }
         anyhow::ensure!(
             total.profile == s.profile,
@@ -254,6 +267,13 @@ fn merge(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
             p.display(),
             s.profile,
             total.profile
+        );
+        anyhow::ensure!(
+            total.engine == s.engine,
+            "{}: engine {} differs from {}",
+            p.display(),
+            s.engine,
+            total.engine
         );
         total.cases += s.cases;
         total.failures += s.failures;
