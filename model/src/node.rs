@@ -862,6 +862,9 @@ impl Node {
         self.failed_reply = None;
         self.lease = None;
         self.polling = false;
+        // Give up on the open poll too: its 409, when the next term's poll supersedes it,
+        // must not read as the new poll failing (that started a self-superseding loop).
+        self.pending.retain(|_, p| !matches!(p, Pending::Poll));
         self.observed = None;
         out.push(Effect::CancelTimer(Timer::Renew));
         out.push(Effect::CancelTimer(Timer::StepDown));
