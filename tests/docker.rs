@@ -121,7 +121,11 @@ fn scenarios_on_docker() {
         let o = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&o.stdout).to_string();
         let s = load(&f);
-        let want = s.expect.get(&ProfileName::Fenced).copied().unwrap_or(Verdict::Pass);
+        let want = s
+            .expect
+            .get(&ProfileName::Fenced)
+            .copied()
+            .unwrap_or(Verdict::Pass);
         let got = match o.status.code() {
             Some(0) => Verdict::Pass,
             Some(1) => Verdict::Fail,

@@ -100,7 +100,10 @@ async fn wait_until<F: Fn(&Dashboard) -> bool>(port: u16, within: Duration, what
         if d.as_ref().is_some_and(&f) {
             return;
         }
-        assert!(Instant::now() < deadline, "{what} within {within:?}; last: {d:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {within:?}; last: {d:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -127,7 +130,10 @@ async fn replied_by(tg: SocketAddr, update: i64, within: Duration) -> NodeId {
         if let Some(n) = found {
             return n;
         }
-        assert!(Instant::now() < deadline, "update {update} not answered within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "update {update} not answered within {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -225,14 +231,21 @@ async fn two_daemons_fail_over_through_etcd() {
 
     let (pa, pb) = (free_port(), free_port());
     let mut a = node("a", &da, pa, &etcd_url, tg, rel, &key, None);
-    wait_until(pa, Duration::from_secs(20), "a leads", |d| {
+    wait_until(pa, Duration::from_secs(40), "a leads", |d| {
         d.role == Role::Leader && d.readyz
     })
     .await;
     let _b = node("b", &db, pb, &etcd_url, tg, rel, &key, Some(&mpath));
-    wait_until(pb, Duration::from_secs(20), "b restores and follows a", |d| {
-        d.role == Role::Follower && d.observed_leader == Some(NodeId(0)) && d.snapshot_head.is_some()
-    })
+    wait_until(
+        pb,
+        Duration::from_secs(40),
+        "b restores and follows a",
+        |d| {
+            d.role == Role::Follower
+                && d.observed_leader == Some(NodeId(0))
+                && d.snapshot_head.is_some()
+        },
+    )
     .await;
 
     let http = reqwest::Client::new();

@@ -43,7 +43,10 @@ pub fn run(args: CleanupArgs) -> anyhow::Result<ExitCode> {
     })?;
     if let Ok(dir) = std::fs::read_dir(&args.work_dir) {
         for e in dir.flatten() {
-            if e.file_name().to_string_lossy().starts_with("lifeboat-docker-") {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with("lifeboat-docker-")
+            {
                 println!("removing {}", e.path().display());
                 let _ = std::fs::remove_dir_all(e.path());
             }

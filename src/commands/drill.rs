@@ -6,8 +6,8 @@ use clap::{Args, ValueEnum};
 use lifeboat_model::backend::Backend;
 use lifeboat_model::drill::{self, fmt_time, DrillReport, RunOptions};
 use lifeboat_model::profile::{Profile, ProfileName};
-use lifeboat_real::docker::{DockerBackend, DockerOptions};
 use lifeboat_model::scenario::Scenario;
+use lifeboat_real::docker::{DockerBackend, DockerOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -247,7 +247,9 @@ pub fn run_docker(
             None => {
                 eprintln!("interrupted: removing everything of docker run {run_id} …");
                 match backend.teardown().await {
-                    Ok(()) => eprintln!("removed: no container, network or image of run {run_id} is left"),
+                    Ok(()) => {
+                        eprintln!("removed: no container, network or image of run {run_id} is left")
+                    }
                     Err(e) => eprintln!("error: {e}; run `lifeboat cleanup --backend docker`"),
                 }
                 Ok(None)

@@ -98,8 +98,11 @@ fn settings(a: NodeArgs, bootstrap: Option<BootstrapManifest>) -> anyhow::Result
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| anyhow!("SNAPSHOT_SIGNING_KEY must be 64 hex characters"))?;
-    let telegram = TelegramClient::new(url(&a.telegram, "--telegram")?, secret("TELEGRAM_BOT_TOKEN")?)
-        .map_err(|e| anyhow!("{e}"))?;
+    let telegram = TelegramClient::new(
+        url(&a.telegram, "--telegram")?,
+        secret("TELEGRAM_BOT_TOKEN")?,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
     let (owner, repo) = a
         .repo
         .split_once('/')
@@ -107,9 +110,10 @@ fn settings(a: NodeArgs, bootstrap: Option<BootstrapManifest>) -> anyhow::Result
     let api = url(&a.releases, "--releases")?;
     let uploads = match &a.uploads {
         Some(u) => url(u, "--uploads")?,
-        None if a.releases.contains("api.github.com") => {
-            url(lifeboat_real::clients::releases::OFFICIAL_UPLOADS, "uploads")?
-        }
+        None if a.releases.contains("api.github.com") => url(
+            lifeboat_real::clients::releases::OFFICIAL_UPLOADS,
+            "uploads",
+        )?,
         None => api.clone(),
     };
     let releases = ReleasesClient::new(api, uploads, owner, repo, secret("GITHUB_TOKEN")?)

@@ -32,7 +32,9 @@ pub async fn leftovers(docker: &Docker, run: Option<&str>) -> anyhow::Result<Vec
         out.push(format!("container {}", name.trim_start_matches('/')));
     }
     let networks = docker
-        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&f).build()))
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default().filters(&f).build(),
+        ))
         .await
         .context("listing networks")?;
     for n in networks {
@@ -56,7 +58,9 @@ async fn run_images(docker: &Docker, run: Option<&str>) -> anyhow::Result<Vec<(S
 async fn images_with(docker: &Docker, label: String) -> anyhow::Result<Vec<(String, String)>> {
     let f = HashMap::from([("label".to_string(), vec![label])]);
     let list = docker
-        .list_images(Some(ListImagesOptionsBuilder::default().filters(&f).build()))
+        .list_images(Some(
+            ListImagesOptionsBuilder::default().filters(&f).build(),
+        ))
         .await
         .context("listing images")?;
     Ok(list
@@ -91,7 +95,9 @@ pub async fn remove(docker: &Docker, run: Option<&str>, all: bool) -> anyhow::Re
         }
     }
     let networks = docker
-        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&f).build()))
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default().filters(&f).build(),
+        ))
         .await
         .context("listing networks")?;
     for n in networks {

@@ -130,10 +130,12 @@ async fn build(docker: &Docker, tag: &str, tar: Vec<u8>) -> anyhow::Result<()> {
             tail.push(s);
         }
     }
-    docker
-        .inspect_image(tag)
-        .await
-        .map_err(|e| anyhow!("image {tag} was not built ({e}); builder said: {}", tail.concat()))?;
+    docker.inspect_image(tag).await.map_err(|e| {
+        anyhow!(
+            "image {tag} was not built ({e}); builder said: {}",
+            tail.concat()
+        )
+    })?;
     Ok(())
 }
 
@@ -202,10 +204,20 @@ pub async fn etcd_base(docker: &Docker, etcd: &Path) -> anyhow::Result<String> {
 }
 
 /// The run's own image of `kind` on top of `base`, labelled with the run.
-pub async fn run_image(docker: &Docker, run: &str, kind: &str, base: &str) -> anyhow::Result<String> {
+pub async fn run_image(
+    docker: &Docker,
+    run: &str,
+    kind: &str,
+    base: &str,
+) -> anyhow::Result<String> {
     let tag = format!("lifeboat-run-{run}-{kind}:latest");
     let dockerfile = format!("FROM {base}\nLABEL {LABEL}=1 {RUN_LABEL}={run}\n");
-    build(docker, &tag, BuildContext { files: Vec::new() }.tar(&dockerfile)?).await?;
+    build(
+        docker,
+        &tag,
+        BuildContext { files: Vec::new() }.tar(&dockerfile)?,
+    )
+    .await?;
     Ok(tag)
 }
 

@@ -44,8 +44,8 @@ use crate::events::{self, EventLog, HistoryPage, Stamped};
 use crate::node::{self as daemon, NodeFaults, NODE_PORT};
 use anyhow::{anyhow, Context};
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest,
-    NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, StopContainerOptionsBuilder,
@@ -374,7 +374,10 @@ impl DockerBackend {
         )
         .await?;
 
-        let dir = self.opts.work_dir.join(format!("lifeboat-docker-{}", self.run_id));
+        let dir = self
+            .opts
+            .work_dir
+            .join(format!("lifeboat-docker-{}", self.run_id));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let releases_base = reqwest::Url::parse(&format!("http://{releases_ip}:{RELEASES_PORT}"))?;
         let client = |(owner, repo): (&str, &str)| {
@@ -496,7 +499,11 @@ impl DockerBackend {
         let name = self.container_name(node);
         let labels = self.labels();
         let r = self.r()?;
-        if r.nodes.get(&node).and_then(|s| s.container.clone()).is_some() {
+        if r.nodes
+            .get(&node)
+            .and_then(|s| s.container.clone())
+            .is_some()
+        {
             return Ok(name);
         }
         let data = r.dir.join(node.to_string());
@@ -543,17 +550,22 @@ impl DockerBackend {
             }),
             ..Default::default()
         };
-        self.create(&name, body).await.map_err(|e| node_err(node, format!("{e:#}")))?;
+        self.create(&name, body)
+            .await
+            .map_err(|e| node_err(node, format!("{e:#}")))?;
         let r = self.r()?;
         r.nodes.get_mut(&node).expect("known node").container = Some(name.clone());
         Ok(name)
     }
 
     fn slot(&mut self, node: NodeId) -> Result<&mut Slot, BackendError> {
-        self.r()?.nodes.get_mut(&node).ok_or_else(|| BackendError::Node {
-            node,
-            what: "not in this cluster".into(),
-        })
+        self.r()?
+            .nodes
+            .get_mut(&node)
+            .ok_or_else(|| BackendError::Node {
+                node,
+                what: "not in this cluster".into(),
+            })
     }
 
     /// Writes the node's in-process faults where its next start reads them, and tells a
@@ -588,7 +600,10 @@ impl DockerBackend {
                     rep.node_wall_ms as i64 - rep.true_wall_ms as i64
                 )))
             }
-            Ok(r) => Err(node_err(node, format!("/admin/fault answered {}", r.status()))),
+            Ok(r) => Err(node_err(
+                node,
+                format!("/admin/fault answered {}", r.status()),
+            )),
             Err(_) => Ok(None), // not answering (isolated): the file applies at its next start
         }
     }
@@ -662,7 +677,9 @@ impl DockerBackend {
         if self.slot(node)?.state == Proc::Down {
             return Ok(());
         }
-        let opts = KillContainerOptionsBuilder::default().signal("SIGKILL").build();
+        let opts = KillContainerOptionsBuilder::default()
+            .signal("SIGKILL")
+            .build();
         self.docker
             .kill_container(&name, Some(opts))
             .await
@@ -723,7 +740,10 @@ impl DockerBackend {
             _ => unreachable!("only cuts come here"),
         };
         let slot = self.slot(node)?;
-        for (yes, set) in [(out, &mut slot.faults.cut_out), (back, &mut slot.faults.cut_in)] {
+        for (yes, set) in [
+            (out, &mut slot.faults.cut_out),
+            (back, &mut slot.faults.cut_in),
+        ] {
             if yes {
                 if on {
                     set.insert(svc);
@@ -835,11 +855,15 @@ impl DockerBackend {
                     .map_err(|e| node_err(*node, format!("disconnect from {network}: {e}")))?;
                 self.slot(*node)?.isolated = true;
                 let probe = match &ip {
-                    Some(ip) if self.reachable(ip).await => format!("a probe to {ip}:{NODE_PORT} STILL CONNECTS"),
+                    Some(ip) if self.reachable(ip).await => {
+                        format!("a probe to {ip}:{NODE_PORT} STILL CONNECTS")
+                    }
                     Some(ip) => format!("a probe to {ip}:{NODE_PORT} fails"),
                     None => "it had no address".into(),
                 };
-                self.proof(format!("isolate {node}: disconnected {name} from {network}; {probe}"));
+                self.proof(format!(
+                    "isolate {node}: disconnected {name} from {network}; {probe}"
+                ));
                 Ok(())
             }
             (Fault::Isolate { node }, false) => {
@@ -864,7 +888,11 @@ impl DockerBackend {
                 let ok = self.reachable(&ip).await;
                 self.proof(format!(
                     "heal isolate {node}: reconnected {name} to {network} at {ip}; a probe {}",
-                    if ok { "connects" } else { "does not connect (node paused or down)" }
+                    if ok {
+                        "connects"
+                    } else {
+                        "does not connect (node paused or down)"
+                    }
                 ));
                 Ok(())
             }
@@ -878,7 +906,9 @@ impl DockerBackend {
                 self.proof(format!(
                     "{fault} {} in-process on node {node}: {}",
                     if on { "set" } else { "undone" },
-                    report.unwrap_or_else(|| "node not answering now; applied at its next start".into())
+                    report.unwrap_or_else(
+                        || "node not answering now; applied at its next start".into()
+                    )
                 ));
                 Ok(())
             }
@@ -901,7 +931,12 @@ impl DockerBackend {
             .timeout(Duration::from_secs(5))
             .send()
             .await
-            .map_err(|e| be(format!("reading the Telegram double's history: {}", e.without_url())))?
+            .map_err(|e| {
+                be(format!(
+                    "reading the Telegram double's history: {}",
+                    e.without_url()
+                ))
+            })?
             .json()
             .await
             .map_err(|e| be(format!("the Telegram double's history: {e}")))?;
@@ -959,7 +994,10 @@ impl Drop for DockerBackend {
         let run = self.run_id.clone();
         let dir = self.run.as_ref().map(|r| r.dir.clone());
         let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 rt.block_on(async {
                     if let Ok(d) = connect().await {
                         let _ = cleanup::remove(&d, Some(&run), false).await;
@@ -1152,9 +1190,9 @@ impl Backend for DockerBackend {
     }
 
     fn now(&self) -> Millis {
-        self.run
-            .as_ref()
-            .map_or(Millis::ZERO, |r| Millis(r.origin.elapsed().as_millis() as u64))
+        self.run.as_ref().map_or(Millis::ZERO, |r| {
+            Millis(r.origin.elapsed().as_millis() as u64)
+        })
     }
 
     async fn sleep(&mut self, d: Millis) -> Result<(), BackendError> {

@@ -35,13 +35,13 @@
 use super::{parse_query, spawn_router, unix_now, ServerTask};
 use crate::clients::telegram::{CALLER_HEADER, TOKEN_HEADER};
 use crate::events::{EventLog, HistoryPage};
-use lifeboat_model::history::Event;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use lifeboat_model::history::Event;
 use lifeboat_model::lease::Reply;
 use lifeboat_model::proto::{From, ReqId, Response as ModelResponse, TgResp, Update};
 use lifeboat_model::telegram::{ApiFault, BotApi, MAX_UPDATES};
@@ -714,10 +714,7 @@ async fn inject_message(State(shared): State<Arc<Shared>>, body: Bytes) -> Respo
     }
 }
 
-async fn inject_history(
-    State(shared): State<Arc<Shared>>,
-    RawQuery(query): RawQuery,
-) -> Response {
+async fn inject_history(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
     let since = parse_query(query.as_deref().unwrap_or(""))
         .into_iter()
         .find(|(k, _)| k == "since")

@@ -129,9 +129,7 @@ impl EtcdClient {
         match req {
             LeaseReq::Grant { ttl } => {
                 let secs = ttl.0.div_ceil(1000).max(1);
-                let v = self
-                    .post("/v3/lease/grant", json!({ "TTL": secs }))
-                    .await?;
+                let v = self.post("/v3/lease/grant", json!({ "TTL": secs })).await?;
                 if let Some(e) = v["error"].as_str().filter(|e| !e.is_empty()) {
                     return Err(format!("etcd lease grant: {e}"));
                 }

@@ -135,6 +135,9 @@ fn service_of(r: &Request) -> Endpoint {
     }
 }
 
+// Inputs are moved once from a call's task into the loop; boxing would only add an
+// allocation per answer (the model's `Input` makes the same choice).
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Input(Input),
     Timer(Timer, u64),
@@ -174,7 +177,18 @@ struct Daemon {
     store: store::ReleasesStore,
     /// Users' message ids by update id, to reply to the right message.
     messages: Mutex<HashMap<i64, i64>>,
-    inflight: std::sync::atomic::AtomicUsize,
+    inflight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Calls in flight, by request, with the service they went to.
+    calls: Mutex<HashMap<ReqId, (Endpoint, tokio::task::AbortHandle)>>,
+}
+
+/// Counts a call in flight until its task ends or is aborted.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Daemon {
@@ -284,10 +298,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<i32> {
         data: data.clone(),
         tx: tx.clone(),
         etcd: etcd::EtcdClient::new(&settings.etcd)?,
-        telegram: settings.telegram.clone().with_caller(settings.id.to_string()),
+        telegram: settings
+            .telegram
+            .clone()
+            .with_caller(settings.id.to_string()),
         store: store::ReleasesStore::new(settings.releases.clone()),
         messages: Mutex::new(HashMap::new()),
-        inflight: std::sync::atomic::AtomicUsize::new(0),
+        inflight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        calls: Mutex::new(HashMap::new()),
     });
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -349,6 +367,18 @@ fn step(d: &Arc<Daemon>, input: Input) -> Option<i32> {
     }
     let clock = c.clock();
     c.node.step(clock, input, &mut effects);
+    if effects.iter().any(|e| matches!(e, Effect::Exit { .. })) {
+        // The process is ending: its connections close now, as they would at exit, so
+        // Telegram ends its long poll before the lease is given back below; only calls
+        // to the lease store (the revoke) are let finish.
+        let mut calls = d.calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls.retain(|_, (svc, h)| {
+            if *svc != Endpoint::LeaseStore {
+                h.abort();
+            }
+            *svc == Endpoint::LeaseStore
+        });
+    }
     for e in effects {
         match e {
             Effect::Send { req, request } => {
@@ -388,15 +418,24 @@ fn step(d: &Arc<Daemon>, input: Input) -> Option<i32> {
 fn spawn_call(d: Arc<Daemon>, req: ReqId, request: Request) {
     use std::sync::atomic::Ordering;
     d.inflight.fetch_add(1, Ordering::SeqCst);
-    tokio::spawn(async move {
-        let service = service_of(&request);
-        let resp = call(&d, request).await;
-        d.inflight.fetch_sub(1, Ordering::SeqCst);
-        if d.lock().faults.cut_in.contains(&service) {
+    let guard = InFlight(d.inflight.clone());
+    let service = service_of(&request);
+    let d2 = d.clone();
+    let task = tokio::spawn(async move {
+        let _guard = guard;
+        let resp = call(&d2, request).await;
+        d2.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&req);
+        if d2.lock().faults.cut_in.contains(&service) {
             return; // the answer is lost on the way back
         }
-        let _ = d.tx.send(Msg::Input(Input::Response { req, resp }));
+        let _ = d2.tx.send(Msg::Input(Input::Response { req, resp }));
     });
+    let mut calls = d.calls.lock().unwrap_or_else(|p| p.into_inner());
+    calls.retain(|_, (_, h)| !h.is_finished());
+    calls.insert(req, (service, task.abort_handle()));
 }
 
 async fn call(d: &Daemon, request: Request) -> Response {

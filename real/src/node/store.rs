@@ -72,7 +72,12 @@ impl ReleasesStore {
                 break;
             }
         }
-        out.sort_by(|a, b| b.manifest.manifest.version.cmp(&a.manifest.manifest.version));
+        out.sort_by(|a, b| {
+            b.manifest
+                .manifest
+                .version
+                .cmp(&a.manifest.manifest.version)
+        });
         Ok(out)
     }
 
@@ -113,7 +118,11 @@ impl ReleasesStore {
             )));
         }
         let body = serde_json::to_string(&bundle.manifest).expect("manifests serialize");
-        let release = match self.client.create_release(&tag(m.version), &m.id, &body).await {
+        let release = match self
+            .client
+            .create_release(&tag(m.version), &m.id, &body)
+            .await
+        {
             Ok(r) => r,
             Err(e) if e.code() == Some("already_exists") => {
                 return Ok(StoreResp::Rejected(format!(
