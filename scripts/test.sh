@@ -36,5 +36,3 @@ out="$(mktemp -d)"
 cargo run --release --locked --quiet -- drill scenarios/aaa-drill.toml --out "$out" --quiet
 (cd "$out"/aaa-drill-fenced-* && sha256sum -c --quiet sha256.txt)
 echo "== evidence bundle verifies with sha256sum -c"
-echo "== leftovers of docker runs (there should be none)"
-cargo run --release --locked --quiet -- cleanup --backend docker
