@@ -622,15 +622,17 @@ impl DockerBackend {
     async fn start_node(&mut self, node: NodeId, args: Vec<String>) -> Result<(), BackendError> {
         let name = self.node_container(node, args).await?;
         self.apply_node_faults(node).await?;
+        // Recorded before the start: the process may lead before the API call returns,
+        // and the history must show it started first.
+        let slot = self.slot(node)?;
+        slot.incarnation += 1;
+        let incarnation = slot.incarnation;
+        self.log.record(Event::ProcessStarted { node, incarnation });
         self.docker
             .start_container(&name, None)
             .await
             .map_err(|e| node_err(node, format!("starting container {name}: {e}")))?;
-        let slot = self.slot(node)?;
-        slot.incarnation += 1;
-        slot.state = Proc::Running;
-        let incarnation = slot.incarnation;
-        self.log.record(Event::ProcessStarted { node, incarnation });
+        self.slot(node)?.state = Proc::Running;
         self.refresh_ip(node).await
     }
 
@@ -829,12 +831,13 @@ impl DockerBackend {
                 if self.slot(*node)?.state != Proc::Paused {
                     return Ok(());
                 }
+                // Recorded before: a resumed leader may act before the call returns.
+                self.log.record(Event::Resumed { node: *node });
                 self.docker
                     .unpause_container(&name)
                     .await
                     .map_err(|e| node_err(*node, format!("unpause: {e}")))?;
                 self.slot(*node)?.state = Proc::Running;
-                self.log.record(Event::Resumed { node: *node });
                 let st = self.state_of(&name).await;
                 self.proof(format!("unpause {node}: container {name}: {st}"));
                 Ok(())
