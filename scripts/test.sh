@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need on a fresh Debian machine of
-# this kind, then checks formatting and lints and runs every test.
+# this kind, then checks formatting and lints and runs every test, including the docker
+# drill (the AAA drill and the failure modes Docker can express, in real containers).
 #
-# The tests reach only loopback; nothing here contacts Hetzner, Telegram or GitHub.
+# The tests reach only loopback and the containers they create; nothing here contacts
+# Hetzner, Telegram or GitHub.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v sha256sum >/dev/null 2>&1 || need_apt+=(coreutils)
+# etcd is the lease store of the fenced profile on real processes (docker and loopback).
+[ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
 if [ "${#need_apt[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
   echo "== installing: ${need_apt[*]}"
   apt-get update -qq
@@ -19,7 +23,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test (release: the simulations are CPU-bound)"
+echo "== the static lifeboat for the docker node image (glibc, crt-static)"
+RUSTFLAGS="-C target-feature=+crt-static" \
+  cargo build --locked --quiet --bin lifeboat --target x86_64-unknown-linux-gnu
+target_dir="${CARGO_TARGET_DIR:-target}"
+export LIFEBOAT_NODE_BINARY="$PWD/$target_dir/x86_64-unknown-linux-gnu/debug/lifeboat"
+case "$target_dir" in /*) LIFEBOAT_NODE_BINARY="$target_dir/x86_64-unknown-linux-gnu/debug/lifeboat";; esac
+echo "== cargo test (release: the simulations are CPU-bound; tests/docker.rs runs the docker drills)"
 cargo test --workspace --release --locked
 echo "== the AAA drill on the simulated backend"
 out="$(mktemp -d)"

@@ -37,6 +37,11 @@ enum Command {
     Manifest(commands::snapshot::ManifestCommand),
     /// Run a local double of Telegram, GitHub Releases or Hetzner Cloud for rehearsals and tests.
     Serve(commands::serve::ServeArgs),
+    /// Run the node daemon: the model's node for real, with etcd, Telegram and the snapshot store.
+    #[command(subcommand)]
+    Node(commands::node::NodeCommand),
+    /// Remove everything earlier runs of a backend left behind (containers, networks, images).
+    Cleanup(commands::cleanup::CleanupArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +53,8 @@ fn main() -> ExitCode {
         Command::Snapshot(cmd) => commands::snapshot::run(cmd),
         Command::Manifest(cmd) => commands::snapshot::run_manifest(cmd),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Node(cmd) => commands::node::run(cmd),
+        Command::Cleanup(args) => commands::cleanup::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,9 +3,11 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use lifeboat_model::drill::{fmt_time, DrillReport};
-use lifeboat_model::profile::ProfileName;
+use lifeboat_model::backend::Backend;
+use lifeboat_model::drill::{self, fmt_time, DrillReport, RunOptions};
+use lifeboat_model::profile::{Profile, ProfileName};
 use lifeboat_model::scenario::Scenario;
+use lifeboat_real::docker::{DockerBackend, DockerOptions};
 use lifeboat_sim::backend::Engine;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -48,6 +50,13 @@ pub struct DrillArgs {
     /// Print only the verdict.
     #[arg(long, short)]
     pub quiet: bool,
+    /// docker: the statically linked lifeboat binary to put in the node image (default:
+    /// $LIFEBOAT_NODE_BINARY, else this binary if it is static).
+    #[arg(long, value_name = "PATH")]
+    pub node_binary: Option<PathBuf>,
+    /// docker: the etcd binary to put in the etcd image (Debian's etcd-server package).
+    #[arg(long, value_name = "PATH", default_value = "/usr/bin/etcd")]
+    pub etcd_binary: PathBuf,
 }
 
 /// Arguments of `lifeboat replay`.
@@ -160,8 +169,15 @@ pub fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
             args.seed,
             &mut progress,
         ),
-        other => anyhow::bail!(
-            "the {other:?} backend is not available in this build yet; use --backend sim"
+        BackendName::Docker => {
+            let opts = docker_options(&args)?;
+            match run_docker(&scenario, profile.clone(), seed, opts, &mut progress)? {
+                Some(r) => r,
+                None => return Ok(ExitCode::from(130)),
+            }
+        }
+        BackendName::Real => anyhow::bail!(
+            "the real backend is not available in this build yet; use --backend sim or docker"
         ),
     };
     if !args.no_evidence {
@@ -193,6 +209,73 @@ pub fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(report.verdict.exit_code()))
+}
+
+/// Where the docker backend finds its binaries: `--node-binary`, else
+/// `$LIFEBOAT_NODE_BINARY`, else this very binary when it is statically linked.
+fn docker_options(args: &DrillArgs) -> anyhow::Result<DockerOptions> {
+    let node_binary = match (&args.node_binary, std::env::var_os("LIFEBOAT_NODE_BINARY")) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) if !p.is_empty() => PathBuf::from(p),
+        _ => std::env::current_exe().context("finding this lifeboat binary")?,
+    };
+    Ok(DockerOptions {
+        node_binary,
+        etcd_binary: args.etcd_binary.clone(),
+        work_dir: std::env::temp_dir(),
+    })
+}
+
+/// Runs a scenario on the docker backend. Ctrl-C (SIGINT) or SIGTERM stops the drill and
+/// removes everything the run created; then `None` is returned.
+pub fn run_docker(
+    scenario: &Scenario,
+    profile: Profile,
+    seed: u64,
+    opts: DockerOptions,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Option<DrillReport>> {
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async {
+        let mut backend = DockerBackend::connect(opts).await?;
+        let run_id = backend.run_id().to_string();
+        progress(&format!(
+            "docker run {run_id}: containers, network and images labelled lifeboat.run={run_id}"
+        ));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("listening for SIGTERM")?;
+        let run_opts = RunOptions::default();
+        let outcome = {
+            let drill = drill::run(&mut backend, scenario, profile, seed, &run_opts, progress);
+            tokio::pin!(drill);
+            tokio::select! {
+                r = &mut drill => Some(r),
+                _ = tokio::signal::ctrl_c() => None,
+                _ = term.recv() => None,
+            }
+        };
+        match outcome {
+            Some(mut report) => {
+                let proofs = backend.proofs();
+                if !proofs.is_empty() {
+                    report
+                        .evidence
+                        .insert("fault-proof.txt".into(), proofs.join("\n") + "\n");
+                }
+                Ok(Some(report))
+            }
+            None => {
+                eprintln!("interrupted: removing everything of docker run {run_id} …");
+                match backend.teardown().await {
+                    Ok(()) => {
+                        eprintln!("removed: no container, network or image of run {run_id} is left")
+                    }
+                    Err(e) => eprintln!("error: {e}; run `lifeboat cleanup --backend docker`"),
+                }
+                Ok(None)
+            }
+        }
+    })
 }
 
 /// Runs `lifeboat replay`: the scenario on the simulated backend, printing its trace hash.

@@ -1,6 +1,8 @@
 //! One module per `lifeboat` subcommand; each exposes its clap arguments and a `run`.
 
+pub mod cleanup;
 pub mod drill;
 pub mod fuzz;
+pub mod node;
 pub mod serve;
 pub mod snapshot;

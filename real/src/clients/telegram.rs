@@ -109,12 +109,20 @@ struct Parameters {
     retry_after: Option<u64>,
 }
 
+/// The header that names the calling node to a lifeboat double (the real Bot API
+/// ignores unknown headers), so the double's history can say which node polled.
+pub const CALLER_HEADER: &str = "X-Lifeboat-Node";
+
+/// The header that carries the fencing token a reply was sent under, for the history.
+pub const TOKEN_HEADER: &str = "X-Lifeboat-Token";
+
 /// A client for one bot.
 #[derive(Clone)]
 pub struct TelegramClient {
     base: Url,
     token: String,
     http: reqwest::Client,
+    caller: Option<String>,
 }
 
 impl fmt::Debug for TelegramClient {
@@ -149,7 +157,15 @@ impl TelegramClient {
             base,
             token,
             http: http_client(SERVICE)?,
+            caller: None,
         })
+    }
+
+    /// The same client, naming itself as node `caller` in a [`CALLER_HEADER`] on every
+    /// call (a lifeboat double records it; Telegram ignores it).
+    pub fn with_caller(mut self, caller: impl Into<String>) -> TelegramClient {
+        self.caller = Some(caller.into());
+        self
     }
 
     /// A client for the bot with `token` on the real Bot API.
@@ -169,17 +185,30 @@ impl TelegramClient {
         params: Value,
         timeout: Duration,
     ) -> Result<T, ClientError> {
+        self.call_with(call, params, timeout, None).await
+    }
+
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        call: &'static str,
+        params: Value,
+        timeout: Duration,
+        fencing_token: Option<u64>,
+    ) -> Result<T, ClientError> {
         let url = format!(
             "{}/bot{}/{call}",
             self.base.as_str().trim_end_matches('/'),
             self.token
         );
         let result = async {
-            let resp = self
-                .http
-                .post(url)
-                .timeout(timeout)
-                .json(&params)
+            let mut req = self.http.post(url).timeout(timeout).json(&params);
+            if let Some(c) = &self.caller {
+                req = req.header(CALLER_HEADER, c);
+            }
+            if let Some(t) = fencing_token {
+                req = req.header(TOKEN_HEADER, t.to_string());
+            }
+            let resp = req
                 .send()
                 .await
                 .map_err(|e| ClientError::transport(SERVICE, call, e))?;
@@ -241,6 +270,28 @@ impl TelegramClient {
         }
         let wait = Duration::from_secs(u64::from(timeout_secs)) + POLL_GRACE;
         self.call("getUpdates", params, wait).await
+    }
+
+    /// `sendMessage` as a reply to message `reply_to` of that chat (the Bot API's
+    /// `reply_parameters`), sent under `fencing_token` (reported in [`TOKEN_HEADER`]).
+    pub async fn send_reply(
+        &self,
+        chat_id: i64,
+        text: &str,
+        reply_to: i64,
+        fencing_token: Option<u64>,
+    ) -> Result<Message, ClientError> {
+        self.call_with(
+            "sendMessage",
+            json!({
+                "chat_id": chat_id,
+                "text": text,
+                "reply_parameters": { "message_id": reply_to, "allow_sending_without_reply": true },
+            }),
+            CALL_TIMEOUT,
+            fencing_token,
+        )
+        .await
     }
 
     /// `sendMessage`: sends `text` to `chat_id`; returns the sent message.

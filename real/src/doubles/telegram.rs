@@ -22,15 +22,26 @@
 //!   the bot (a waiting long poll returns it at once);
 //! - `GET /inject/replies` → every message the bot sent, as [`SentReply`] objects;
 //! - `POST /inject/fault {"code":502}` makes every Bot API call fail with that code until
-//!   `DELETE /inject/fault`.
+//!   `DELETE /inject/fault`;
+//! - `GET /inject/history?since=N` → what the double saw as model history events
+//!   (polls started and ended, 409s with their culprit, deliveries, replies, messages
+//!   sent), stamped with true time: a drill merges them into its history.
+//!
+//! A caller that sends the [`CALLER_HEADER`] (`X-Lifeboat-Node: b`) is recorded as that
+//! node; any other caller is a foreign poller to the history. A `sendMessage` whose
+//! `reply_parameters.message_id` (or `reply_to_message_id`) names a message a user sent
+//! is recorded as the answer to that message's update.
 
 use super::{parse_query, spawn_router, unix_now, ServerTask};
+use crate::clients::telegram::{CALLER_HEADER, TOKEN_HEADER};
+use crate::events::{EventLog, HistoryPage};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use lifeboat_model::history::Event;
 use lifeboat_model::lease::Reply;
 use lifeboat_model::proto::{From, ReqId, Response as ModelResponse, TgResp, Update};
 use lifeboat_model::telegram::{ApiFault, BotApi, MAX_UPDATES};
@@ -54,12 +65,52 @@ pub const BOT_USERNAME: &str = "lifeboat_double_bot";
 /// The longest long poll the double holds, in seconds; longer timeouts are cut to this.
 pub const MAX_POLL_SECS: i64 = 3600;
 
-/// Every HTTP caller is the same "node" to [`BotApi`]; requests are told apart by their
-/// request id, which is unique per double.
-const HTTP_CALLER: From = From {
-    node: NodeId(0),
-    incarnation: 0,
-};
+/// A caller that does not name itself: to [`BotApi`] one more poller, to the history a
+/// foreign one. Requests are told apart by their request id, unique per double.
+const ANONYMOUS: NodeId = NodeId(25);
+
+fn caller_from(node: Option<NodeId>) -> From {
+    From {
+        node: node.unwrap_or(ANONYMOUS),
+        incarnation: 0,
+    }
+}
+
+/// The history's view of an event: anonymous callers are foreign pollers, and what they
+/// were delivered or sent is not ours to judge.
+fn foreign_view(e: Event) -> Option<Event> {
+    let ours = |n: Option<NodeId>| n.filter(|n| *n != ANONYMOUS);
+    match e {
+        Event::PollStarted {
+            node,
+            poll,
+            offset,
+            timeout,
+        } => Some(Event::PollStarted {
+            node: ours(node),
+            poll,
+            offset,
+            timeout,
+        }),
+        Event::PollEnded {
+            node,
+            poll,
+            outcome,
+            by,
+        } => Some(Event::PollEnded {
+            node: ours(node),
+            poll,
+            outcome,
+            by: by.map(ours),
+        }),
+        Event::ChatDelivered { node, .. } | Event::ChatReplied { node, .. }
+            if node == ANONYMOUS =>
+        {
+            None
+        }
+        other => Some(other),
+    }
+}
 
 /// A message the bot sent with `sendMessage`, as `GET /inject/replies` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +145,8 @@ struct Inner {
     next_incoming_message_id: i64,
     fault: Option<u16>,
     replies: Vec<SentReply>,
+    /// Users' message ids to their updates, for replies that name the message.
+    message_updates: HashMap<i64, i64>,
 }
 
 impl Inner {
@@ -118,9 +171,17 @@ struct Shared {
     bot_id: i64,
     start: Instant,
     inner: Mutex<Inner>,
+    log: EventLog,
 }
 
 impl Shared {
+    /// Records what [`BotApi`] emitted, as the history sees it.
+    fn record(&self, events: Vec<Event>) {
+        for e in events.into_iter().filter_map(foreign_view) {
+            self.log.record(e);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -147,7 +208,9 @@ impl Shared {
                 date: unix_now(),
             },
         );
+        g.message_updates.insert(message_id, update_id);
         g.deliver(replies);
+        self.record(events);
         update_id
     }
 
@@ -198,7 +261,9 @@ impl TelegramDouble {
                     next_incoming_message_id: 1,
                     fault: None,
                     replies: Vec::new(),
+                    message_updates: HashMap::new(),
                 }),
+                log: EventLog::new(),
             }),
         }
     }
@@ -215,6 +280,7 @@ impl TelegramDouble {
             .route("/inject/message", post(inject_message))
             .route("/inject/replies", get(inject_replies))
             .route("/inject/fault", post(inject_fault).delete(clear_fault))
+            .route("/inject/history", get(inject_history))
             .route("/{bot}/{method}", any(bot_call))
             .fallback(|| async { tg_error(404, "Not Found", None) })
             .with_state(self.shared.clone())
@@ -366,10 +432,13 @@ async fn bot_call(
         Ok(p) => p,
         Err(description) => return tg_error(400, &description, None),
     };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let caller = header(CALLER_HEADER).and_then(|v| NodeId::parse(v.trim()).ok());
+    let token = header(TOKEN_HEADER).and_then(|v| v.trim().parse::<u64>().ok());
     match method.to_ascii_lowercase().as_str() {
         "getme" => get_me(&shared),
-        "getupdates" => get_updates(shared, &params).await,
-        "sendmessage" => send_message(&shared, &params),
+        "getupdates" => get_updates(shared, caller, &params).await,
+        "sendmessage" => send_message(&shared, caller, token, &params),
         _ => tg_error(404, "Not Found: method not found", None),
     }
 }
@@ -394,6 +463,7 @@ fn get_me(shared: &Shared) -> Response {
 struct PollGuard {
     shared: Arc<Shared>,
     req: ReqId,
+    caller: From,
     finished: bool,
 }
 
@@ -406,13 +476,19 @@ impl Drop for PollGuard {
         g.waiters.remove(&self.req);
         if g.active == Some(self.req) {
             let mut events = Vec::new();
-            g.api.disconnect(HTTP_CALLER.node, &mut events);
+            g.api.disconnect_from(self.caller, &mut events);
             g.active = None;
+            self.shared.record(events);
         }
     }
 }
 
-async fn get_updates(shared: Arc<Shared>, params: &Map<String, Value>) -> Response {
+async fn get_updates(
+    shared: Arc<Shared>,
+    caller: Option<NodeId>,
+    params: &Map<String, Value>,
+) -> Response {
+    let caller = caller_from(caller);
     let (offset, limit, timeout) = match (
         int_param(params, "offset"),
         int_param(params, "limit"),
@@ -436,7 +512,7 @@ async fn get_updates(shared: Arc<Shared>, params: &Map<String, Value>) -> Respon
         let (mut replies, mut events) = (Vec::new(), Vec::new());
         g.api.get_updates(
             now,
-            Some(HTTP_CALLER),
+            Some(caller),
             req,
             offset,
             timeout,
@@ -451,11 +527,15 @@ async fn get_updates(shared: Arc<Shared>, params: &Map<String, Value>) -> Respon
         if let Some(o) = offset.filter(|o| *o >= 0) {
             g.incoming.retain(|id, _| *id >= o);
         }
+        // Recorded under the double's lock, so the history keeps BotApi's order.
+        shared.record(events);
+        drop(g);
         (req, now + timeout)
     };
     let mut guard = PollGuard {
         shared: shared.clone(),
         req,
+        caller,
         finished: false,
     };
     let answer = loop {
@@ -467,6 +547,8 @@ async fn get_updates(shared: Arc<Shared>, params: &Map<String, Value>) -> Respon
                 let (mut replies, mut events) = (Vec::new(), Vec::new());
                 g.api.advance(shared.now(), &mut replies, &mut events);
                 g.deliver(replies);
+                shared.record(events);
+                drop(g);
                 // The timeout has passed, so `advance` answered this poll; should it
                 // somehow not have, look again a little later rather than spin.
                 deadline = deadline + Millis(10);
@@ -519,7 +601,12 @@ fn update_json(u: &Update, meta: Option<Incoming>) -> Value {
     })
 }
 
-fn send_message(shared: &Shared, params: &Map<String, Value>) -> Response {
+fn send_message(
+    shared: &Shared,
+    caller: Option<NodeId>,
+    token: Option<u64>,
+    params: &Map<String, Value>,
+) -> Response {
     let chat_id = match params.get("chat_id") {
         None | Some(Value::Null) => return tg_error(400, "Bad Request: chat_id is empty", None),
         Some(Value::String(s)) if s.trim().is_empty() => {
@@ -541,14 +628,32 @@ fn send_message(shared: &Shared, params: &Map<String, Value>) -> Response {
     if text.chars().count() > 4096 {
         return tg_error(400, "Bad Request: message is too long", None);
     }
+    let reply_to_message = params
+        .get("reply_parameters")
+        .and_then(|p| p.get("message_id"))
+        .and_then(Value::as_i64)
+        .or_else(|| int_param(params, "reply_to_message_id").ok().flatten());
     let mut g = shared.lock();
     let req = g.next_req;
     g.next_req += 1;
     let (mut replies, mut events) = (Vec::new(), Vec::new());
-    // `reply_to` and the fencing token are lifeboat's bookkeeping that travels inside the
-    // text on the real API; the double does not parse them out.
-    g.api
-        .send_message(HTTP_CALLER, req, 0, None, &mut replies, &mut events);
+    // The update answered, found from the message replied to; 0 when none is named.
+    let reply_to = reply_to_message
+        .and_then(|m| g.message_updates.get(&m).copied())
+        .unwrap_or(0);
+    g.api.send_message(
+        caller_from(caller),
+        req,
+        reply_to,
+        token,
+        &mut replies,
+        &mut events,
+    );
+    if reply_to == 0 {
+        // Not an answer to a user's message: nothing for the history's chat checker.
+        events.retain(|e| !matches!(e, Event::ChatReplied { .. }));
+    }
+    shared.record(events);
     let resp = replies.into_iter().find(|r| r.req == req).map(|r| r.resp);
     match resp {
         Some(ModelResponse::Telegram(TgResp::Sent { message_id })) => {
@@ -607,6 +712,16 @@ async fn inject_message(State(shared): State<Arc<Shared>>, body: Bytes) -> Respo
             format!("expected {{\"chat_id\": <integer>, \"text\": <string>}}: {e}"),
         ),
     }
+}
+
+async fn inject_history(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    let since = parse_query(query.as_deref().unwrap_or(""))
+        .into_iter()
+        .find(|(k, _)| k == "since")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let (entries, next) = shared.log.since(since);
+    Json(HistoryPage { entries, next }).into_response()
 }
 
 async fn inject_replies(State(shared): State<Arc<Shared>>) -> Response {
