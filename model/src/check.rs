@@ -1066,6 +1066,40 @@ fn blocking_faults(h: &History) -> Vec<Blocking> {
     out
 }
 
+/// The first instant at or after `from` when some node's process runs, or `None` if none
+/// runs again. A node counts as running unless the history shows it exited or paused and
+/// not yet started or resumed again (so a history that records no processes, such as a
+/// checker test's, has every node it names running).
+fn first_running_at(h: &History, from: Millis) -> Option<Millis> {
+    let known: BTreeSet<NodeId> = h.iter().filter_map(|e| e.event.node()).collect();
+    let mut down: BTreeSet<NodeId> = BTreeSet::new();
+    let mut apply = |e: &Entry| {
+        match &e.event {
+            Event::ProcessStarted { node, .. } | Event::Resumed { node } => {
+                down.remove(node);
+            }
+            Event::ProcessExited { node, .. } | Event::Paused { node } => {
+                down.insert(*node);
+            }
+            _ => {}
+        }
+        known.len() > down.len()
+    };
+    // Everything up to and at `from`, the loss itself included, then the first change
+    // after it that leaves a process running.
+    let mut up = !known.is_empty();
+    for e in h.iter().take_while(|e| e.at <= from) {
+        up = apply(e);
+    }
+    if up {
+        return Some(from);
+    }
+    h.iter()
+        .skip_while(|e| e.at <= from)
+        .find(|e| apply(e))
+        .map(|e| e.at)
+}
+
 fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
     let inv = Invariant::TakeoverBounded;
     let faults = blocking_faults(h);
@@ -1113,12 +1147,27 @@ fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
             .iter()
             .filter_map(|f| f.end.map(|end| (end, f.what.as_str())))
             .max_by_key(|(end, _)| *end);
-        let (start, from) = match last_heal {
+        let (mut start, mut from) = match last_heal {
             Some((end, what)) if end > g.lost_at => {
                 (end, format!("from {}, when {what} healed", t(end)))
             }
             _ => (g.lost_at, "from the loss".to_string()),
         };
+        // With every node down or frozen there is nobody to take over: the clock starts
+        // when the first process runs again.
+        match first_running_at(h, g.lost_at) {
+            Some(up) if up > start => {
+                start = up;
+                from = format!("from {}, when a node ran again after all were down", t(up));
+            }
+            Some(_) => {}
+            None => {
+                notes.push(format!(
+                    "{lost}; {outcome}; not judged: no node was running again by the end"
+                ));
+                continue;
+            }
+        }
         let took = gap_end - start;
         notes.push(format!("{lost}; {outcome}; judged {from}: {}", t(took)));
         if took > cfg.takeover_bound {
@@ -2231,6 +2280,43 @@ mod tests {
         );
         assert_eq!(v.at, Millis(20_000));
         assert_eq!(v.evidence, vec![1, 3]);
+    }
+
+    #[test]
+    fn takeover_bounded_starts_the_clock_when_a_node_runs_again_after_all_were_down() {
+        let h = hist(vec![
+            (1000, lead('a', 1, "won")),
+            (5_000, killed('b')),
+            (10_000, killed('a')),
+            (
+                40_000,
+                Event::ProcessStarted {
+                    node: n('b'),
+                    incarnation: 2,
+                },
+            ),
+            (45_000, lead('b', 2, "lease expired")),
+            (46_000, poll('b', 5)),
+        ]);
+        let r = run(Invariant::TakeoverBounded, &h);
+        assert!(r.ok(), "6 s after b ran again is within 10 s: {r:#?}");
+        assert!(
+            r.notes.iter().any(|n| n.contains("when a node ran again")),
+            "{:?}",
+            r.notes
+        );
+        // Had b been running all along, the same takeover is 36 s late.
+        let events = vec![
+            (1000, lead('a', 1, "won")),
+            (10_000, killed('a')),
+            (45_000, lead('b', 2, "lease expired")),
+            (46_000, poll('b', 5)),
+        ];
+        let late = run(
+            Invariant::TakeoverBounded,
+            &hist(events.drain(..).collect()),
+        );
+        assert_eq!(late.violations.len(), 1, "{late:#?}");
     }
 
     #[test]
