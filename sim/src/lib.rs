@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod fuzz;
+pub mod measure;
 mod shared;
 pub mod turmoil_engine;
 pub mod world;
