@@ -2312,10 +2312,7 @@ mod tests {
             (45_000, lead('b', 2, "lease expired")),
             (46_000, poll('b', 5)),
         ];
-        let late = run(
-            Invariant::TakeoverBounded,
-            &hist(events.drain(..).collect()),
-        );
+        let late = run(Invariant::TakeoverBounded, &hist(events));
         assert_eq!(late.violations.len(), 1, "{late:#?}");
     }
 
