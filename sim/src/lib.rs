@@ -3,7 +3,8 @@
 //! Code map:
 //! - [`world`]: the fast engine, an event-driven world (the default).
 //! - [`fuzz`]: fuzz cases (fault plans) as scenarios, run through the drill runner.
-//! - [`backend`]: the drill runner's `Backend` over a simulated world.
+//! - [`backend`]: the drill runner's `Backend` over either engine ([`backend::Engine`]).
+//! - [`measure`]: takeover-latency samples and a bare turmoil world, for benches and tests.
 //! - [`turmoil_engine`]: the same world as turmoil hosts talking TCP, to cross-check the fast one.
 //! - `shared` (private): what both engines share, so they cannot drift apart.
 #![deny(missing_docs)]
