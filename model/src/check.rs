@@ -854,11 +854,17 @@ fn sent_before_it_stopped(h: &History, tl: &Timeline, node: NodeId, seq: u64) ->
         return false;
     };
     let end = last.end_seq.expect("found by its end");
+    let end_at = last.end.expect("found by its end");
     let between = h.iter().filter(|e| e.seq >= end && e.seq < seq);
     let mut stopped = false;
     for e in between {
         match &e.event {
+            // Only a death or freeze at the instant the leadership ended: a node that
+            // stepped down and died later could have sent the reply in between.
             Event::ProcessExited { node: n, .. } | Event::Paused { node: n } if *n == node => {
+                if e.at != end_at {
+                    return false;
+                }
                 stopped = true;
             }
             Event::ProcessStarted { node: n, .. } | Event::Resumed { node: n } if *n == node => {
