@@ -18,25 +18,12 @@ use std::collections::HashMap;
 pub async fn leftovers(docker: &Docker, run: Option<&str>) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     let f = filters(run);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&f)
-                .build(),
-        ))
-        .await
-        .context("listing containers")?;
+    let containers = run_containers(docker, &f).await?;
     for c in containers {
         let name = c.names.and_then(|n| n.first().cloned()).unwrap_or_default();
         out.push(format!("container {}", name.trim_start_matches('/')));
     }
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::default().filters(&f).build(),
-        ))
-        .await
-        .context("listing networks")?;
+    let networks = run_networks(docker, &f).await?;
     for n in networks {
         out.push(format!("network {}", n.name.unwrap_or_default()));
     }
@@ -44,6 +31,37 @@ pub async fn leftovers(docker: &Docker, run: Option<&str>) -> anyhow::Result<Vec
         out.push(format!("image {}", img.1));
     }
     Ok(out)
+}
+
+/// The containers matching `filters` (a run's, or every run's), stopped ones too.
+async fn run_containers(
+    docker: &Docker,
+    filters: &HashMap<String, Vec<String>>,
+) -> anyhow::Result<Vec<bollard::models::ContainerSummary>> {
+    docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(filters)
+                .build(),
+        ))
+        .await
+        .context("listing containers")
+}
+
+/// The networks matching `filters`.
+async fn run_networks(
+    docker: &Docker,
+    filters: &HashMap<String, Vec<String>>,
+) -> anyhow::Result<Vec<bollard::models::Network>> {
+    docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(filters)
+                .build(),
+        ))
+        .await
+        .context("listing networks")
 }
 
 /// (id, name) of images of one run, or of every run.
@@ -76,15 +94,7 @@ async fn images_with(docker: &Docker, label: String) -> anyhow::Result<Vec<(Stri
 /// too; returns what could not be removed (empty when everything went).
 pub async fn remove(docker: &Docker, run: Option<&str>, all: bool) -> anyhow::Result<Vec<String>> {
     let f = filters(run);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&f)
-                .build(),
-        ))
-        .await
-        .context("listing containers")?;
+    let containers = run_containers(docker, &f).await?;
     for c in containers {
         if let Some(id) = c.id {
             let opts = RemoveContainerOptionsBuilder::default()
@@ -94,12 +104,7 @@ pub async fn remove(docker: &Docker, run: Option<&str>, all: bool) -> anyhow::Re
             let _ = docker.remove_container(&id, Some(opts)).await;
         }
     }
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::default().filters(&f).build(),
-        ))
-        .await
-        .context("listing networks")?;
+    let networks = run_networks(docker, &f).await?;
     for n in networks {
         if let Some(id) = n.id {
             let _ = docker.remove_network(&id).await;
