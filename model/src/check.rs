@@ -841,10 +841,18 @@ struct Reply {
 }
 
 /// Telegram records a reply when it arrives. A reply that arrives after its sender's
-/// last acting interval ended because the process died or froze, with the process not
-/// started or resumed since, was sent while it still led: a dead or frozen process sends
-/// nothing, so it was in flight when the leader was lost.
-fn sent_before_it_stopped(h: &History, tl: &Timeline, node: NodeId, seq: u64) -> bool {
+/// last acting interval ended because the process died or froze, with that process not
+/// resumed since, was sent while it still led: a dead or frozen process sends nothing, so
+/// it was in flight when the leader was lost. A later incarnation of the node (a restart)
+/// cannot have sent it when the reply names an earlier one; without an incarnation (a
+/// real double cannot tell), any restart in between makes the reply unexplained.
+fn sent_before_it_stopped(
+    h: &History,
+    tl: &Timeline,
+    node: NodeId,
+    incarnation: Option<u32>,
+    seq: u64,
+) -> bool {
     let Some(last) = tl
         .ivs
         .iter()
@@ -857,19 +865,28 @@ fn sent_before_it_stopped(h: &History, tl: &Timeline, node: NodeId, seq: u64) ->
     let end_at = last.end.expect("found by its end");
     let between = h.iter().filter(|e| e.seq >= end && e.seq < seq);
     let mut stopped = false;
+    // Whether the process now running (or frozen) is the one that sent the reply.
+    let mut sender_current = true;
     for e in between {
         match &e.event {
             // Only a death or freeze at the instant the leadership ended: a node that
             // stepped down and died later could have sent the reply in between.
-            Event::ProcessExited { node: n, .. } | Event::Paused { node: n } if *n == node => {
+            Event::ProcessExited { node: n, .. } | Event::Paused { node: n }
+                if *n == node && sender_current =>
+            {
                 if e.at != end_at {
                     return false;
                 }
                 stopped = true;
             }
-            Event::ProcessStarted { node: n, .. } | Event::Resumed { node: n } if *n == node => {
-                return false;
-            }
+            Event::ProcessStarted {
+                node: n,
+                incarnation: started,
+            } if *n == node => match incarnation {
+                Some(sender) if sender != *started => sender_current = false,
+                _ => return false,
+            },
+            Event::Resumed { node: n } if *n == node && sender_current => return false,
             _ => {}
         }
     }
@@ -892,10 +909,13 @@ fn chat_answered(h: &History, tl: &Timeline) -> Report {
                     .push((e.at, e.seq, *node));
             }
             Event::ChatReplied {
-                update_id, node, ..
+                update_id,
+                node,
+                incarnation,
+                ..
             } => {
                 if tl.acting_iv(*node, e.seq).is_none()
-                    && !sent_before_it_stopped(h, tl, *node, e.seq)
+                    && !sent_before_it_stopped(h, tl, *node, *incarnation, e.seq)
                 {
                     violations.push(Violation::new(
                         inv,
@@ -1828,6 +1848,7 @@ mod tests {
         Event::ChatReplied {
             update_id: update,
             node: n(node),
+            incarnation: None,
             token: None,
         }
     }
@@ -2263,6 +2284,45 @@ mod tests {
             "{:?}",
             r.notes
         );
+    }
+
+    #[test]
+    fn chat_answered_judges_a_late_reply_by_the_incarnation_that_sent_it() {
+        // a leads, dies at 6 s with a reply in flight; a restarts as incarnation 2 (a
+        // follower) before the reply lands at 6.4 s.
+        let late = |incarnation: Option<u32>| {
+            hist(vec![
+                (1000, lead('a', 1, "won")),
+                (5000, sent(42)),
+                (6000, killed('a')),
+                (
+                    6100,
+                    Event::ProcessStarted {
+                        node: n('a'),
+                        incarnation: 2,
+                    },
+                ),
+                (
+                    6400,
+                    Event::ChatReplied {
+                        update_id: 42,
+                        node: n('a'),
+                        incarnation,
+                        token: None,
+                    },
+                ),
+            ])
+        };
+        let r = run(Invariant::ChatAnswered, &late(Some(1)));
+        assert_ok(&r);
+        for (incarnation, why) in [
+            (Some(2), "the new incarnation never led"),
+            (None, "the recorder cannot tell which process sent it"),
+        ] {
+            let r = run(Invariant::ChatAnswered, &late(incarnation));
+            assert_eq!(r.violations.len(), 1, "{why}: {r:#?}");
+            only_violation(&r, &["node a answered update 42 at 6.4s but was not acting leader"]);
+        }
     }
 
     // ---- 4. takeover-bounded ----

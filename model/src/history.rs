@@ -277,6 +277,9 @@ pub enum Event {
         update_id: i64,
         /// The node that answered.
         node: NodeId,
+        /// The process incarnation that sent it, where the recorder can tell (the
+        /// simulator can; a real Telegram double sees only the node).
+        incarnation: Option<u32>,
         /// The fencing token it held.
         token: Option<u64>,
     },

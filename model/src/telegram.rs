@@ -255,6 +255,7 @@ impl BotApi {
             events.push(Event::ChatReplied {
                 update_id: reply_to,
                 node: who.node,
+                incarnation: Some(who.incarnation),
                 token,
             });
             let message_id = self.next_message_id;
