@@ -11,12 +11,17 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v sha256sum >/dev/null 2>&1 || need_apt+=(coreutils)
+# real/tests/ssh_loopback.rs starts its own sshd on 127.0.0.1 (its own config, keys and
+# port; a system sshd the package may start on port 22 plays no part) and cuts traffic to
+# 127.0.0.97-99 with iptables.
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 # etcd is the lease store of the fenced profile on real processes (docker and loopback).
 [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
 if [ "${#need_apt[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
   echo "== installing: ${need_apt[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
 echo "== cargo fmt --check"

@@ -19,4 +19,8 @@ pub mod clients;
 pub mod docker;
 pub mod doubles;
 pub mod events;
+pub mod hetzner;
 pub mod node;
+pub mod remote_faults;
+pub mod ssh;
+pub mod target;

@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use lifeboat_model::backend::Backend;
 use lifeboat_model::drill::{self, fmt_time, DrillReport, RunOptions};
+use lifeboat_model::ids::NodeId;
 use lifeboat_model::profile::{Profile, ProfileName};
 use lifeboat_model::scenario::Scenario;
 use lifeboat_real::docker::{DockerBackend, DockerOptions};
@@ -57,6 +58,104 @@ pub struct DrillArgs {
     /// docker: the etcd binary to put in the etcd image (Debian's etcd-server package).
     #[arg(long, value_name = "PATH", default_value = "/usr/bin/etcd")]
     pub etcd_binary: PathBuf,
+    /// What the real backend drives on the servers: the commands, paths, ports and file
+    /// names of one service (see targets/).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "targets/opentrident.toml",
+        help_heading = "Real backend (--backend real)"
+    )]
+    pub target: PathBuf,
+    /// Print every cloud call and every remote command in order, and stop: nothing is
+    /// created, nothing is run, no token is needed.
+    #[arg(long, help_heading = "Real backend (--backend real)")]
+    pub dry_run: bool,
+    /// Create the servers without asking (the price is still printed).
+    #[arg(long, help_heading = "Real backend (--backend real)")]
+    pub yes: bool,
+    /// Keep the servers this run creates (default: delete them at the end, on failure and
+    /// on Ctrl-C).
+    #[arg(long, help_heading = "Real backend (--backend real)")]
+    pub keep: bool,
+    /// An existing server for a node, `a=49.12.7.18` (the runbook's primary); repeat for
+    /// more. Every other node gets a new server.
+    #[arg(long = "host", value_name = "NODE=ADDR", value_parser = parse_host, help_heading = "Real backend (--backend real)")]
+    pub hosts: Vec<(NodeId, String)>,
+    /// The SSH private key to log in with; its `.pub` goes onto new servers.
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Real backend (--backend real)"
+    )]
+    pub ssh_key: Option<PathBuf>,
+    /// known_hosts holding the host keys of the servers given with --host (new servers'
+    /// keys are made by lifeboat and need none).
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Real backend (--backend real)"
+    )]
+    pub known_hosts: Option<PathBuf>,
+    /// The SSH port of every server (default: the target's).
+    #[arg(
+        long,
+        value_name = "PORT",
+        help_heading = "Real backend (--backend real)"
+    )]
+    pub ssh_port: Option<u16>,
+    /// The Hetzner Cloud API (a local double for rehearsals: `lifeboat serve hetzner`).
+    #[arg(long, value_name = "URL", default_value = lifeboat_real::clients::hetzner::OFFICIAL_BASE, help_heading = "Real backend (--backend real)")]
+    pub hetzner_api: String,
+    /// The Telegram Bot API the token is checked against with getMe.
+    #[arg(long, value_name = "URL", default_value = lifeboat_real::clients::telegram::OFFICIAL_BASE, help_heading = "Real backend (--backend real)")]
+    pub telegram_api: String,
+    /// Send the drill's chat messages through a Telegram double's operator endpoint
+    /// instead of asking you to send them (rehearsals and tests).
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = "Real backend (--backend real)"
+    )]
+    pub telegram_double: Option<String>,
+    /// The lease store's client URL, for targets that use one ({etcd_url}).
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = "Real backend (--backend real)"
+    )]
+    pub etcd_url: Option<String>,
+    /// Where a service endpoint lives, for cuts: `telegram=api.telegram.org`,
+    /// `snapshot-store=api.github.com`, `lease-store=10.0.0.5`; repeat for more.
+    #[arg(long = "service-host", value_name = "NAME=HOST", value_parser = parse_service_host, help_heading = "Real backend (--backend real)")]
+    pub service_hosts: Vec<(String, String)>,
+}
+
+fn parse_host(s: &str) -> Result<(NodeId, String), String> {
+    let (n, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NODE=ADDR (a=49.12.7.18), found `{s}`"))?;
+    let node = NodeId::parse(n.trim())?;
+    let addr = addr.trim();
+    if addr.is_empty() || addr.contains(char::is_whitespace) {
+        return Err(format!("`{addr}` is not a host address"));
+    }
+    Ok((node, addr.to_string()))
+}
+
+fn parse_service_host(s: &str) -> Result<(String, String), String> {
+    let (name, host) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=HOST (telegram=api.telegram.org), found `{s}`"))?;
+    let name = match lifeboat_model::ids::Endpoint::parse(name.trim())? {
+        lifeboat_model::ids::Endpoint::LeaseStore => "lease-store",
+        lifeboat_model::ids::Endpoint::Telegram => "telegram",
+        lifeboat_model::ids::Endpoint::SnapshotStore => "snapshot-store",
+        lifeboat_model::ids::Endpoint::Node(n) => {
+            return Err(format!("node {n} is not a service; give nodes with --host"))
+        }
+    };
+    Ok((name.to_string(), host.trim().to_string()))
 }
 
 /// Arguments of `lifeboat replay`.
@@ -176,9 +275,18 @@ pub fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
                 None => return Ok(ExitCode::from(130)),
             }
         }
-        BackendName::Real => anyhow::bail!(
-            "the real backend is not available in this build yet; use --backend sim or docker"
-        ),
+        BackendName::Real => {
+            match crate::commands::real::run(
+                &args,
+                &scenario,
+                profile.clone(),
+                seed,
+                &mut progress,
+            )? {
+                crate::commands::real::Outcome::Report(r) => *r,
+                crate::commands::real::Outcome::Exit(code) => return Ok(code),
+            }
+        }
     };
     if !args.no_evidence {
         let date = chrono::Utc::now().format("%Y-%m-%d").to_string();

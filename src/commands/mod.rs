@@ -4,5 +4,6 @@ pub mod cleanup;
 pub mod drill;
 pub mod fuzz;
 pub mod node;
+pub mod real;
 pub mod serve;
 pub mod snapshot;

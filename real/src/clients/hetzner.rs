@@ -65,6 +65,52 @@ impl ServerInfo {
     }
 }
 
+/// A server to create, for [`HetznerClient::create_server_with`].
+#[derive(Clone, Copy)]
+pub struct NewServer<'a> {
+    /// Its name (unique in the project, a valid hostname).
+    pub name: &'a str,
+    /// Its server type's name (`cpx11`, …).
+    pub server_type: &'a str,
+    /// The image's name or id (`ubuntu-24.04`, …).
+    pub image: &'a str,
+    /// The location's name (`fsn1`, …); `None` lets Hetzner choose.
+    pub location: Option<&'a str>,
+    /// The SSH keys to install, by name or id.
+    pub ssh_keys: &'a [String],
+    /// Its labels.
+    pub labels: &'a BTreeMap<String, String>,
+    /// Cloud-init user data. It may carry secrets (a host key), so it is never printed
+    /// and is scrubbed from errors.
+    pub user_data: Option<&'a str>,
+}
+
+impl fmt::Debug for NewServer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewServer")
+            .field("name", &self.name)
+            .field("server_type", &self.server_type)
+            .field("image", &self.image)
+            .field("location", &self.location)
+            .field("ssh_keys", &self.ssh_keys)
+            .field("labels", &self.labels)
+            .field("user_data", &self.user_data.map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A server type's gross prices in one location, as the API writes them (decimal
+/// strings in EUR).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationPrice {
+    /// The location's name.
+    pub location: String,
+    /// The price per hour, VAT included (`"0.0083300000000000"`).
+    pub hourly_gross: String,
+    /// The most a month costs, VAT included.
+    pub monthly_gross: String,
+}
+
 /// A client for one Hetzner Cloud project (one API token).
 #[derive(Clone)]
 pub struct HetznerClient {
@@ -176,22 +222,50 @@ impl HetznerClient {
         ssh_keys: &[String],
         labels: &BTreeMap<String, String>,
     ) -> Result<ServerInfo, ClientError> {
+        self.create_server_with(&NewServer {
+            name,
+            server_type,
+            image,
+            location: None,
+            ssh_keys,
+            labels,
+            user_data: None,
+        })
+        .await
+    }
+
+    /// Creates a server as [`HetznerClient::create_server`] does, with a location and
+    /// cloud-init user data when given. The user data never appears in an error.
+    pub async fn create_server_with(&self, s: &NewServer<'_>) -> Result<ServerInfo, ClientError> {
         let mut request =
-            models::CreateServerRequest::new(image.into(), name.into(), server_type.into());
-        request.ssh_keys = Some(ssh_keys.to_vec());
+            models::CreateServerRequest::new(s.image.into(), s.name.into(), s.server_type.into());
+        request.location = s.location.map(str::to_string);
+        request.ssh_keys = Some(s.ssh_keys.to_vec());
         request.labels = Some(
-            labels
+            s.labels
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<HashMap<_, _>>(),
         );
+        request.user_data = s.user_data.map(str::to_string);
         request.start_after_create = Some(true);
         let params = servers_api::CreateServerParams {
             create_server_request: request,
         };
         let resp = servers_api::create_server(&self.config, params)
             .await
-            .map_err(|e| self.scrub(from_hcloud("create server", e)))?;
+            .map_err(|e| {
+                let mut e = self.scrub(from_hcloud("create server", e));
+                if let Some(data) = s.user_data {
+                    // The whole text, and each substantial line, in case an answer quotes
+                    // part of it.
+                    e = e.redact(data);
+                    for line in data.lines().map(str::trim).filter(|l| l.len() >= 16) {
+                        e = e.redact(line);
+                    }
+                }
+                e
+            })?;
         Ok(ServerInfo::from_model(&resp.server))
     }
 
@@ -278,6 +352,53 @@ impl HetznerClient {
                     "server type `{server_type}` has no price in location `{location}`"
                 ))
             })
+    }
+
+    /// The gross prices of `server_type` in every location that offers it.
+    pub async fn server_type_prices(
+        &self,
+        server_type: &str,
+    ) -> Result<Vec<LocationPrice>, ClientError> {
+        let params = server_types_api::ListServerTypesParams {
+            name: Some(server_type.into()),
+            ..Default::default()
+        };
+        let resp = server_types_api::list_server_types(&self.config, params)
+            .await
+            .map_err(|e| self.scrub(from_hcloud("list server types", e)))?;
+        let t = resp
+            .server_types
+            .iter()
+            .find(|t| t.name == server_type)
+            .ok_or_else(|| ClientError::Unexpected {
+                service: SERVICE,
+                call: "list server types",
+                status: Some(200),
+                detail: format!("no server type named `{server_type}`"),
+            })?;
+        Ok(t.prices
+            .iter()
+            .map(|p| LocationPrice {
+                location: p.location.clone(),
+                hourly_gross: p.price_hourly.gross.clone(),
+                monthly_gross: p.price_monthly.gross.clone(),
+            })
+            .collect())
+    }
+
+    /// The name of the SSH key with this id, or `None` if there is none (404).
+    pub async fn ssh_key_name(&self, id: i64) -> Result<Option<String>, ClientError> {
+        match ssh_keys_api::get_ssh_key(&self.config, ssh_keys_api::GetSshKeyParams { id }).await {
+            Ok(resp) => Ok(Some(resp.ssh_key.name)),
+            Err(e) => {
+                let e = self.scrub(from_hcloud("get SSH key", e));
+                if e.status() == Some(404) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
     }
 
     /// Makes sure the project has this SSH public key under `name`; returns its id. A key

@@ -150,7 +150,7 @@ fn node_err(node: NodeId, e: impl std::fmt::Display) -> BackendError {
 }
 
 /// A fresh run id: 8 hex characters from the OS's randomness.
-fn new_run_id() -> String {
+pub fn new_run_id() -> String {
     let mut b = [0u8; 4];
     if getrandom_fill(&mut b).is_err() {
         let t = events::now_us();

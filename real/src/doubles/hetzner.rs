@@ -11,9 +11,9 @@
 //!
 //! Routes:
 //! - `POST /v1/servers` (`name`, `server_type`, `image` required; `location`, `ssh_keys` by
-//!   name or id, `labels`, `user_data`, `start_after_create`, …) → 201 with `server`
-//!   (`status: initializing`), `action`, `next_actions`, `root_password` (null when SSH keys
-//!   are given); a used name → 409 `uniqueness_error`;
+//!   name or id, `labels`, `user_data` (at most 32 KiB), `start_after_create`, …) → 201
+//!   with `server` (`status: initializing`), `action`, `next_actions`, `root_password`
+//!   (null when SSH keys are given); a used name → 409 `uniqueness_error`;
 //! - `GET /v1/servers` (`name`, `label_selector`, `status`, `page`, `per_page`),
 //!   `GET /v1/servers/{id}`, `DELETE /v1/servers/{id}` (then `GET` → 404 `not_found`);
 //! - `GET /v1/ssh_keys` (`name`, `fingerprint`, `label_selector`), `POST /v1/ssh_keys`,
@@ -413,6 +413,8 @@ struct Inner {
     next_key_id: i64,
     next_action_id: i64,
     server_ip: IpAddr,
+    /// Addresses for the next servers, one each, before `server_ip` serves again.
+    server_ips: std::collections::VecDeque<IpAddr>,
     requests: Vec<RecordedRequest>,
 }
 
@@ -471,6 +473,7 @@ impl HetznerDouble {
                     next_key_id: 7_000_001,
                     next_action_id: 900_000_001,
                     server_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    server_ips: Default::default(),
                     requests: Vec::new(),
                 },
             )),
@@ -480,6 +483,24 @@ impl HetznerDouble {
     /// The public IPv4 address that servers created from now on report.
     pub fn set_server_ip(&self, ip: IpAddr) {
         self.shared.lock().server_ip = ip;
+    }
+
+    /// Gives the next servers these addresses, one each in order (then
+    /// [`HetznerDouble::set_server_ip`]'s again): tests that boot one sshd per server on
+    /// its own loopback address.
+    pub fn set_server_ips(&self, ips: Vec<IpAddr>) {
+        self.shared.lock().server_ips = ips.into();
+    }
+
+    /// The public IPv4 address of the server named `name`, while it exists.
+    pub fn server_ip(&self, name: &str) -> Option<IpAddr> {
+        self.shared
+            .lock()
+            .servers
+            .values()
+            .find(|e| e.server.name == name)
+            .and_then(|e| e.server.public_net.ipv4.as_ref())
+            .and_then(|v4| v4.ip.parse().ok())
     }
 
     /// Every request received so far, oldest first.
@@ -998,6 +1019,9 @@ fn check_labels(v: Option<&Value>, errors: &mut FieldErrors) -> HashMap<String, 
     labels
 }
 
+/// The documented limit of a server's cloud-init `user_data`: 32 KiB.
+const USER_DATA_LIMIT: usize = 32 * 1024;
+
 /// The fields `POST /v1/servers` documents.
 const SERVER_FIELDS: &[&str] = &[
     "name",
@@ -1119,6 +1143,16 @@ fn create_server(g: &mut Inner, body: &Map<String, Value>) -> Answer {
         }
     };
     typed("user_data", Value::is_string, "a string", &mut errors);
+    if body
+        .get("user_data")
+        .and_then(Value::as_str)
+        .is_some_and(|u| u.len() > USER_DATA_LIMIT)
+    {
+        errors.push((
+            "user_data".into(),
+            format!("must be at most {USER_DATA_LIMIT} bytes (32 KiB)"),
+        ));
+    }
     typed("datacenter", Value::is_string, "a string", &mut errors);
     typed(
         "start_after_create",
@@ -1144,7 +1178,11 @@ fn create_server(g: &mut Inner, body: &Map<String, Value>) -> Answer {
     }
     let id = g.next_server_id;
     g.next_server_id += 1;
-    let ipv4 = g.server_ip.to_string();
+    let ipv4 = match g.server_ips.pop_front() {
+        Some(ip) => ip,
+        None => g.server_ip,
+    }
+    .to_string();
     let server = models::Server {
         backup_window: None,
         created: now_hetzner(),
