@@ -460,3 +460,58 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+#[test]
+fn the_dry_run_prints_the_whole_plan_and_touches_nothing() {
+    let out = Command::new(LIFEBOAT)
+        .args([
+            "drill",
+            "scenarios/aaa-drill.toml",
+            "--backend",
+            "real",
+            "--dry-run",
+        ])
+        .env_remove("HCLOUD_TOKEN")
+        .env_remove("TELEGRAM_BOT_TOKEN")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // In order: the price, the servers (B and C only: A is the existing primary), the
+    // runbook's copies and image staging, phase 0, the bootstrap, the leader loss, the
+    // Telegram proof, phase 5, and the deletion.
+    let expected = [
+        "a live run needs --host a=ADDR",
+        "GET https://api.hetzner.cloud/v1/server_types?name=cpx11",
+        "POST /v1/servers name=lifeboat-",
+        "user_data: <cloud-config with the server's host key, redacted>",
+        "docker save opentrident:latest | gzip -1",
+        "docker load",
+        "manifest bootstrap --json",
+        "node dist/index.js bootstrap --from http://127.0.0.1:18890/bootstrap.json",
+        "docker stop opentrident-gateway opentrident-cli",
+        "you send the bot (from your Telegram): \"drill: who answers now? [<one-time code>]\"",
+        "sha256sum -- trust-telemetry-v1.json bootstrap.json snapshot-head",
+        "DELETE /v1/servers/<id of lifeboat-",
+    ];
+    let mut from = 0;
+    for e in expected {
+        let at = text[from..]
+            .find(e)
+            .unwrap_or_else(|| panic!("`{e}` missing (or out of order) in the plan:\n{text}"));
+        from += at + e.len();
+    }
+    assert_eq!(
+        text.matches("POST /v1/servers name=").count(),
+        2,
+        "two servers, B and C:\n{text}"
+    );
+    assert!(
+        text.contains("A live run needs HCLOUD_TOKEN and TELEGRAM_BOT_TOKEN"),
+        "{text}"
+    );
+}

@@ -8,10 +8,10 @@
 
 use crate::commands::drill::DrillArgs;
 use anyhow::{anyhow, Context};
-use lifeboat_model::backend::Backend;
 use lifeboat_model::drill::{self, DrillReport, RunOptions};
 use lifeboat_model::profile::Profile;
 use lifeboat_model::scenario::Scenario;
+use lifeboat_model::scenario::Verdict;
 use lifeboat_real::clients::{HetznerClient, TelegramClient};
 use lifeboat_real::hetzner::backend::{Operator, RealBackend, RealOptions};
 use lifeboat_real::hetzner::cloud;
@@ -253,6 +253,15 @@ pub fn run(
         };
         match outcome {
             Some(mut report) => {
+                let passed = report.verdict == Verdict::Pass;
+                match backend.release(passed).await {
+                    Ok(Some(p)) => say(&format!("node {p} was kept: it leads now, the new primary")),
+                    Ok(None) => {}
+                    Err(e) => eprintln!(
+                        "error: ending run {run_id}: {}",
+                        secrets.scrub(&e.to_string())
+                    ),
+                }
                 let proofs = backend.proofs();
                 if !proofs.is_empty() {
                     report
@@ -261,9 +270,9 @@ pub fn run(
                 }
                 let tg = backend.telegram_proof();
                 if !tg.is_empty() {
-                    report
-                        .evidence
-                        .insert("telegram-proof.txt".into(), tg.join("\n") + "\n");
+                    let proof = report.evidence.entry("telegram-proof.txt".into()).or_default();
+                    proof.push_str("\n# what lifeboat saw on the nodes\n");
+                    proof.push_str(&(tg.join("\n") + "\n"));
                 }
                 let log = lines.lock().expect("progress lock").join("\n");
                 report.evidence.insert("real-run.log".into(), log + "\n");
@@ -272,8 +281,8 @@ pub fn run(
             }
             None => {
                 eprintln!("interrupted: healing faults and deleting the servers of run {run_id} …");
-                match backend.teardown().await {
-                    Ok(()) => eprintln!("torn down: nothing of run {run_id} is left"),
+                match backend.release(false).await {
+                    Ok(_) => eprintln!("torn down: nothing of run {run_id} is left"),
                     Err(e) => eprintln!(
                         "error: {}; run `lifeboat cleanup --backend real`",
                         secrets.scrub(&e.to_string())

@@ -6,7 +6,9 @@
 //! ([`crate::ssh`]) with host keys checked. Faults on the network and the clock are
 //! scripts with a dead-man's switch on the server ([`crate::remote_faults`]), so a cut
 //! heals itself even if lifeboat dies; teardown heals every fault, stops the manifest
-//! servers and deletes the servers the run created (unless kept).
+//! servers and deletes the servers the run created, unless kept (`--keep`) or promoted:
+//! after a passed drill whose existing nodes are all down, the rented node that leads is
+//! the new primary ([`RealBackend::release`]).
 //!
 //! The history is what the backend saw: its own acts (starts, stops, faults), every
 //! probe of a node's dashboard, and a role change whenever a probe shows a new role.
@@ -684,9 +686,12 @@ impl RealBackend {
         }))
     }
 
-    /// Heals every fault, stops manifest servers, closes connections and deletes the
-    /// servers this run rented (unless kept). Safe to call more than once.
-    pub async fn remove_all(&mut self) -> Result<(), BackendError> {
+    /// Heals every network and clock fault and stops the manifest servers on every
+    /// node it can reach (the drill's teardown; the servers stay until [`release`]).
+    /// Safe to call more than once.
+    ///
+    /// [`release`]: RealBackend::release
+    pub async fn heal_all(&mut self) -> Result<(), BackendError> {
         let mut problems = Vec::new();
         let prefix = self.run_id.clone();
         let stop_manifest = self.opts.target.commands.stop_manifest.clone();
@@ -696,6 +701,14 @@ impl RealBackend {
                 continue;
             }
             self.say(format!("phase: teardown — healing faults on node {n}"));
+            if self.nodes[&n].state == Proc::Paused {
+                let resume = self.opts.target.commands.resume.clone();
+                self.log.record(Event::Resumed { node: n });
+                match self.script(n, "resume", &resume, &[]).await {
+                    Ok(_) => self.node(n)?.state = Proc::Running,
+                    Err(e) => problems.push(format!("{e}")),
+                }
+            }
             let heal = remote_faults::heal_all(&prefix);
             if let Err(e) = self.remote(n)?.check(&heal).await {
                 problems.push(format!("node {n}: healing faults: {e:#}"));
@@ -703,18 +716,77 @@ impl RealBackend {
             if let Err(e) = self.script(n, "stop_manifest", &stop_manifest, &[]).await {
                 problems.push(format!("{e}"));
             }
+        }
+        self.armed.clear();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(be(self.secrets.scrub(&problems.join("; "))))
+        }
+    }
+
+    /// Ends the run: heals what is left ([`RealBackend::heal_all`]), then
+    /// - after a passed drill whose existing nodes are all down, keeps the rented node
+    ///   last seen leading: it is the new primary (runbook: "delete B and C after the
+    ///   drill unless one becomes the new primary");
+    /// - otherwise (a failed or interrupted drill) rolls back: starts again the existing
+    ///   nodes the drill stopped or killed (runbook "Rollback": "restart node A");
+    /// - deletes every other server the run rented, unless `--keep`.
+    ///
+    /// Returns the node kept as the new primary, if any. Safe to call more than once.
+    pub async fn release(&mut self, passed: bool) -> Result<Option<NodeId>, BackendError> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.heal_all().await {
+            problems.push(e.to_string());
+        }
+        let existing: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, x)| x.server.is_none() && x.remote.is_some())
+            .map(|(n, _)| *n)
+            .collect();
+        let existing_up: Vec<bool> = existing
+            .iter()
+            .map(|n| self.nodes[n].state != Proc::Down)
+            .collect();
+        let rented_leader = self.leader.filter(|l| self.nodes[l].server.is_some());
+        let promoted = new_primary(passed, rented_leader, &existing_up);
+        if promoted.is_none() {
+            for n in existing {
+                if self.nodes[&n].state == Proc::Down && self.nodes[&n].incarnation > 0 {
+                    self.say(format!(
+                        "phase: teardown — rollback: starting node {n} again"
+                    ));
+                    self.started(n).await?;
+                    let start = self.opts.target.commands.start.clone();
+                    if let Err(e) = self.script(n, "start", &start, &[]).await {
+                        problems.push(format!("rollback: {e}"));
+                    }
+                }
+            }
+        }
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for n in ids {
             if let Some(r) = self.node(n)?.remote.take() {
                 let _ = r.close().await;
             }
         }
-        self.armed.clear();
         let rented: Vec<(NodeId, i64)> = self
             .nodes
             .iter()
             .filter_map(|(n, x)| x.server.map(|s| (*n, s)))
+            .filter(|(n, _)| Some(*n) != promoted)
             .collect();
-        if let Some(client) = self.opts.cloud.clone() {
-            if self.opts.keep && !rented.is_empty() {
+        if let Some(p) = promoted {
+            let id = self.nodes[&p].server.unwrap_or_default();
+            self.say(format!(
+                "phase: teardown — keeping node {p} (server {id}, {}): it leads now, the new primary; \
+                 delete it yourself once you no longer need it",
+                self.nodes[&p].ip
+            ));
+        }
+        match self.opts.cloud.clone() {
+            Some(_) if self.opts.keep && !rented.is_empty() => {
                 let list: Vec<String> = rented
                     .iter()
                     .map(|(n, s)| format!("node {n}: server {s}"))
@@ -723,37 +795,52 @@ impl RealBackend {
                     "phase: teardown — keeping {} (--keep); delete them with `lifeboat cleanup --backend real`",
                     list.join(", ")
                 ));
-            } else {
+            }
+            Some(client) if !rented.is_empty() => {
                 self.say(format!(
                     "phase: teardown — deleting the servers of run {}",
                     self.run_id
                 ));
-                match cloud::delete_run(&client, &self.run_id).await {
-                    Ok(d) if !d.is_complete() => problems.push(format!(
-                        "could not delete {}; run `lifeboat cleanup --backend real`",
+                let servers: Vec<_> = match cloud::list_run(&client, &self.run_id).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        problems.push(format!("listing the servers of run {}: {e:#}", self.run_id));
+                        Vec::new()
+                    }
+                };
+                let keep_id = promoted.and_then(|p| self.nodes[&p].server);
+                let doomed: Vec<_> = servers
+                    .into_iter()
+                    .filter(|s| Some(s.id) != keep_id)
+                    .collect();
+                let d = cloud::delete_servers(&client, doomed).await;
+                if d.is_complete() {
+                    for (n, x) in self.nodes.iter_mut() {
+                        if Some(*n) != promoted {
+                            x.server = None;
+                        }
+                    }
+                } else {
+                    problems.push(format!(
+                        "could not delete {}",
                         d.failed
                             .iter()
                             .map(|(s, why)| format!("server {} ({}): {why}", s.id, s.name))
                             .collect::<Vec<_>>()
                             .join(", ")
-                    )),
-                    Ok(_) => {
-                        for (_, x) in self.nodes.iter_mut() {
-                            x.server = None;
-                        }
-                    }
-                    Err(e) => problems.push(format!(
-                        "deleting the servers of run {}: {e:#}; run `lifeboat cleanup --backend real`",
-                        self.run_id
-                    )),
+                    ));
                 }
             }
+            _ => {}
         }
         self.torn_down = true;
         if problems.is_empty() {
-            Ok(())
+            Ok(promoted)
         } else {
-            Err(be(self.secrets.scrub(&problems.join("; "))))
+            Err(be(self.secrets.scrub(&format!(
+                "{}; run `lifeboat cleanup --backend real`",
+                problems.join("; ")
+            ))))
         }
     }
 
@@ -786,6 +873,19 @@ impl RealBackend {
             .find(|l| l.contains(&pattern))
             .map(|l| clip(l).to_string())
     }
+}
+
+/// The rented node to keep as the new primary at the end of a run: the one last seen
+/// leading, after a passed drill of a live system (existing nodes given by address)
+/// whose existing nodes are all down. A run of rented nodes only has no primary to
+/// replace; a failed run rolls back instead.
+fn new_primary(
+    passed: bool,
+    rented_leader: Option<NodeId>,
+    existing_up: &[bool],
+) -> Option<NodeId> {
+    let replaced = !existing_up.is_empty() && existing_up.iter().all(|up| !up);
+    rented_leader.filter(|_| passed && replaced)
 }
 
 /// Where a cut's peer is: a node's address or a service's host.
@@ -1138,8 +1238,14 @@ impl Backend for RealBackend {
                     .map_err(|e| be(self.secrets.scrub(&format!("getMe: {e}"))))?;
                 let bot = me.username.clone().unwrap_or(me.first_name.clone());
                 self.say(format!(
-                    "ACTION: send this message to @{bot} now: {message}"
+                    "ACTION: send this message to @{bot} now: {message}  (then press Enter)"
                 ));
+                // The chat step's bound counts from here: a person needs the time to type.
+                let _ = tokio::task::spawn_blocking(|| {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)
+                })
+                .await;
                 self.telegram_proof.push(format!(
                     "bot @{bot} (id {}) answered getMe; operator asked to send \"{message}\"",
                     me.id
@@ -1247,6 +1353,94 @@ impl Backend for RealBackend {
     }
 
     async fn teardown(&mut self) -> Result<(), BackendError> {
-        self.remove_all().await
+        // The servers outlive the drill's teardown: whether one stays as the new primary
+        // depends on the verdict, which the caller hands to `release`.
+        self.heal_all().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_passed_takeover_from_a_live_primary_keeps_a_server() {
+        let b = Some(NodeId(1));
+        // The runbook's case: A (existing) stopped, B (rented) leads, the drill passed.
+        assert_eq!(new_primary(true, b, &[false]), b);
+        // A failed drill rolls back: A is started again, B deleted.
+        assert_eq!(new_primary(false, b, &[false]), None);
+        // A still runs: B is not its replacement.
+        assert_eq!(new_primary(true, b, &[true]), None);
+        // Every node rented: nothing to replace.
+        assert_eq!(new_primary(true, b, &[]), None);
+        // No rented node leads.
+        assert_eq!(new_primary(true, None, &[false]), None);
+    }
+
+    #[test]
+    fn fault_scripts_cut_nodes_and_services_and_refuse_what_they_cannot_do() {
+        let ips = BTreeMap::from([
+            (NodeId(0), "10.0.0.1".to_string()),
+            (NodeId(1), "10.0.0.2".to_string()),
+        ]);
+        let services = BTreeMap::from([("telegram".to_string(), "api.telegram.org".to_string())]);
+        let a = Endpoint::Node(NodeId(0));
+        let cut = fault_scripts(
+            &Fault::Partition {
+                a,
+                b: Endpoint::Telegram,
+            },
+            "run1-1",
+            &ips,
+            &services,
+        )
+        .unwrap();
+        assert_eq!(cut.len(), 1);
+        assert_eq!(cut[0].0, NodeId(0));
+        assert!(
+            cut[0].1.apply.contains("api.telegram.org"),
+            "{}",
+            cut[0].1.apply
+        );
+        assert!(
+            cut[0].1.apply.contains("lifeboat-run1-1"),
+            "{}",
+            cut[0].1.apply
+        );
+        let oneway = fault_scripts(
+            &Fault::PartitionOneway {
+                from: a,
+                to: Endpoint::Node(NodeId(1)),
+            },
+            "run1-2",
+            &ips,
+            &services,
+        )
+        .unwrap();
+        // Both ends get a rule: out on the sender, in on the receiver.
+        assert_eq!(oneway.len(), 2);
+        assert!(oneway[0].1.apply.contains("10.0.0.2"));
+        assert!(oneway[1].1.apply.contains("10.0.0.1"));
+        let no_host = fault_scripts(
+            &Fault::Partition {
+                a,
+                b: Endpoint::LeaseStore,
+            },
+            "run1-3",
+            &ips,
+            &services,
+        );
+        assert!(
+            matches!(&no_host, Err(e) if e.to_string().contains("--service-host lease-store=HOST")),
+            "{no_host:?}"
+        );
+        let latency = fault_scripts(
+            &Fault::Latency { extra: Millis(100) },
+            "run1-4",
+            &ips,
+            &services,
+        );
+        assert!(matches!(latency, Err(BackendError::Unsupported { .. })));
     }
 }
