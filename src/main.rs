@@ -40,7 +40,8 @@ enum Command {
     /// Run the node daemon: the model's node for real, with etcd, Telegram and the snapshot store.
     #[command(subcommand)]
     Node(commands::node::NodeCommand),
-    /// Remove everything earlier runs of a backend left behind (containers, networks, images).
+    /// Remove what earlier runs left behind: docker containers, networks and images, or
+    /// Hetzner servers labelled lifeboat=1 (--backend real).
     Cleanup(commands::cleanup::CleanupArgs),
 }
 

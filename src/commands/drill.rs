@@ -52,7 +52,8 @@ pub struct DrillArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// docker: the statically linked lifeboat binary to put in the node image (default:
-    /// $LIFEBOAT_NODE_BINARY, else this binary if it is static).
+    /// $LIFEBOAT_NODE_BINARY, else this binary if it is static); real: the binary staged
+    /// on new servers by targets that stage from the operator (targets/lifeboat.toml).
     #[arg(long, value_name = "PATH")]
     pub node_binary: Option<PathBuf>,
     /// docker: the etcd binary to put in the etcd image (Debian's etcd-server package).
@@ -74,8 +75,9 @@ pub struct DrillArgs {
     /// Create the servers without asking (the price is still printed).
     #[arg(long, help_heading = "Real backend (--backend real)")]
     pub yes: bool,
-    /// Keep the servers this run creates (default: delete them at the end, on failure and
-    /// on Ctrl-C).
+    /// Keep the servers this run creates. Default: delete them at the end, on failure and
+    /// on Ctrl-C, except the one that leads after a passed takeover from a --host primary
+    /// (the new primary).
     #[arg(long, help_heading = "Real backend (--backend real)")]
     pub keep: bool,
     /// An existing server for a node, `a=49.12.7.18` (the runbook's primary); repeat for
