@@ -352,18 +352,16 @@ pub fn run_docker(
         progress(&format!(
             "docker run {run_id}: containers, network and images labelled lifeboat.run={run_id}"
         ));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("listening for SIGTERM")?;
         let run_opts = RunOptions::default();
-        let outcome = {
-            let drill = drill::run(&mut backend, scenario, profile, seed, &run_opts, progress);
-            tokio::pin!(drill);
-            tokio::select! {
-                r = &mut drill => Some(r),
-                _ = tokio::signal::ctrl_c() => None,
-                _ = term.recv() => None,
-            }
-        };
+        let outcome = until_interrupted(drill::run(
+            &mut backend,
+            scenario,
+            profile,
+            seed,
+            &run_opts,
+            progress,
+        ))
+        .await?;
         match outcome {
             Some(mut report) => {
                 let proofs = backend.proofs();
@@ -386,6 +384,20 @@ pub fn run_docker(
             }
         }
     })
+}
+
+/// Awaits `fut` unless Ctrl-C (SIGINT) or SIGTERM comes first; then `None`, and the
+/// caller cleans up what the run made.
+pub async fn until_interrupted<T>(
+    fut: impl std::future::Future<Output = T>,
+) -> anyhow::Result<Option<T>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        r = fut => Ok(Some(r)),
+        _ = tokio::signal::ctrl_c() => Ok(None),
+        _ = term.recv() => Ok(None),
+    }
 }
 
 /// Runs `lifeboat replay`: the scenario on the simulated backend, printing its trace hash.

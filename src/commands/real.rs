@@ -6,7 +6,7 @@
 //! asks before it spends, runs the drill, and tears everything down also on Ctrl-C and
 //! SIGTERM. Every line it prints and every evidence file passes the run's redactor.
 
-use crate::commands::drill::DrillArgs;
+use crate::commands::drill::{until_interrupted, DrillArgs};
 use anyhow::{anyhow, Context};
 use lifeboat_model::drill::{self, DrillReport, RunOptions};
 use lifeboat_model::profile::Profile;
@@ -239,18 +239,16 @@ pub fn run(
         say(&format!(
             "real run {run_id}: servers labelled lifeboat.run={run_id}; Ctrl-C stops the drill, heals every fault and deletes them"
         ));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("listening for SIGTERM")?;
         let run_opts = RunOptions::default();
-        let outcome = {
-            let drill = drill::run(&mut backend, scenario, profile, seed, &run_opts, &mut say);
-            tokio::pin!(drill);
-            tokio::select! {
-                r = &mut drill => Some(r),
-                _ = tokio::signal::ctrl_c() => None,
-                _ = term.recv() => None,
-            }
-        };
+        let outcome = until_interrupted(drill::run(
+            &mut backend,
+            scenario,
+            profile,
+            seed,
+            &run_opts,
+            &mut say,
+        ))
+        .await?;
         match outcome {
             Some(mut report) => {
                 let passed = report.verdict == Verdict::Pass;
