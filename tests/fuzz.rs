@@ -9,9 +9,12 @@
 //!   separate processes.
 //! - `broken_fenced_is_caught`: a fenced variant with step-down removed fails, so we know
 //!   the fuzzer can fail.
+//! - `fuzz_regressions_pass_on_both_engines`: every failure the fuzzer once found, kept in
+//!   `tests/regressions/` after its fix, passes on the fast and the turmoil engine.
 
 use lifeboat_model::check::Invariant;
 use lifeboat_model::profile::{FencedParams, Profile, ProfileName};
+use lifeboat_model::scenario::{Scenario, Verdict};
 use lifeboat_model::time::Millis;
 use lifeboat_sim::backend::Engine;
 use lifeboat_sim::fuzz::{
@@ -189,4 +192,63 @@ fn same_seed_same_trace_hash() {
     let b = run_case(42, &profile, &plan, Engine::Fast);
     assert_eq!(a.report.trace_hash, b.report.trace_hash);
     assert!(!a.report.history.entries.is_empty());
+}
+
+/// Every file in `tests/regressions/` (a fuzz failure, kept once fixed) must pass on both
+/// engines.
+#[test]
+fn fuzz_regressions_pass_on_both_engines() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no regression files in {}",
+        dir.display()
+    );
+    let runs: Vec<(std::path::PathBuf, Engine)> = files
+        .iter()
+        .flat_map(|f| [(f.clone(), Engine::Fast), (f.clone(), Engine::Turmoil)])
+        .collect();
+    // One thread per run: the turmoil runs take seconds each.
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|(path, engine)| {
+                scope.spawn(move || {
+                    let name = path.file_name().unwrap().to_string_lossy().to_string();
+                    let text = std::fs::read_to_string(path).unwrap();
+                    let scenario = Scenario::parse(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+                    let report = lifeboat_sim::backend::run_scenario(
+                        &scenario,
+                        *engine,
+                        None,
+                        None,
+                        &mut |_| {},
+                    );
+                    (report.verdict != Verdict::Pass).then(|| {
+                        format!(
+                            "tests/regressions/{name} on the {engine} engine: {}\n  {}",
+                            report.verdict, report.reason
+                        )
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().expect("a regression run panicked"))
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} regression runs did not pass:\n{}",
+        failures.len(),
+        runs.len(),
+        failures.join("\n")
+    );
 }

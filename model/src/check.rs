@@ -518,6 +518,24 @@ impl Timeline {
             None => "it had not acted as leader before".into(),
         }
     }
+
+    /// Says why `node` was not acting leader at time `at` (an event at `seq` told of it).
+    fn not_acting_when(&self, node: NodeId, at: Millis, seq: u64) -> String {
+        match self
+            .ivs
+            .iter()
+            .rev()
+            .find(|iv| iv.node == node && iv.start_seq < seq && iv.start <= at)
+        {
+            Some(iv) => format!(
+                "its last acting-leader interval by then ran from {} to {}, when it {}",
+                t(iv.start),
+                t(iv.end_or(self.end)),
+                iv.end_why
+            ),
+            None => "it had not acted as leader by then".into(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -893,6 +911,30 @@ fn sent_before_it_stopped(
     stopped
 }
 
+/// Whether `node` was acting leader when it sent, at `sent`, a reply that reached Telegram
+/// at `seq`. Intervals are judged by time here (a send time is all the recorder knows), so
+/// at a boundary instant: an interval includes its first millisecond (a resumed leader
+/// answers what waited for it at once) and excludes its last one, unless its process died
+/// or froze then (a dead or frozen process sends nothing after that instant).
+fn sent_while_acting(h: &History, tl: &Timeline, node: NodeId, sent: Millis, seq: u64) -> bool {
+    tl.ivs.iter().any(|iv| {
+        iv.node == node
+            && iv.start_seq < seq
+            && iv.start <= sent
+            && match (iv.end, iv.end_seq) {
+                (Some(end), Some(end_seq)) if sent == end => h.iter().any(|e| {
+                    e.seq >= end_seq
+                        && e.at == end
+                        && matches!(&e.event,
+                            Event::ProcessExited { node: n, .. } | Event::Paused { node: n }
+                                if *n == node)
+                }),
+                (Some(end), _) => sent < end,
+                (None, _) => true,
+            }
+    })
+}
+
 fn chat_answered(h: &History, tl: &Timeline) -> Report {
     let inv = Invariant::ChatAnswered;
     let mut sent: Vec<(i64, &Entry, &str)> = Vec::new();
@@ -912,18 +954,33 @@ fn chat_answered(h: &History, tl: &Timeline) -> Report {
                 update_id,
                 node,
                 incarnation,
+                sent_at,
                 ..
             } => {
-                if tl.acting_iv(*node, e.seq).is_none()
-                    && !sent_before_it_stopped(h, tl, *node, *incarnation, e.seq)
-                {
+                // With its send time known, a reply is judged by when it was sent: one
+                // sent while leading may arrive after the lead ended, one sent outside a
+                // lead may not pass because it arrived inside one. Without it, by when it
+                // arrived, excusing one that can only have been in flight.
+                let ok = match sent_at {
+                    Some(sent) => sent_while_acting(h, tl, *node, *sent, e.seq),
+                    None => {
+                        tl.acting_iv(*node, e.seq).is_some()
+                            || sent_before_it_stopped(h, tl, *node, *incarnation, e.seq)
+                    }
+                };
+                if !ok {
+                    let (when, why) = match sent_at {
+                        Some(sent) => (
+                            format!("sent at {} (arriving at {})", t(*sent), t(e.at)),
+                            tl.not_acting_when(*node, *sent, e.seq),
+                        ),
+                        None => (format!("at {}", t(e.at)), tl.not_acting(*node, e.seq)),
+                    };
                     violations.push(Violation::new(
                         inv,
                         e.at,
                         format!(
-                            "node {node} answered update {update_id} at {} but was not acting leader: {}",
-                            t(e.at),
-                            tl.not_acting(*node, e.seq)
+                            "node {node} answered update {update_id} {when} but was not acting leader: {why}"
                         ),
                         vec![e.seq],
                     ));
@@ -1092,14 +1149,20 @@ fn blocking_faults(h: &History) -> Vec<Blocking> {
     out
 }
 
-/// The first instant at or after `from` when some node's process runs, or `None` if none
-/// runs again. A node counts as running unless the history shows it exited or paused and
-/// not yet started or resumed again (so a history that records no processes, such as a
-/// checker test's, has every node it names running).
-fn first_running_at(h: &History, from: Millis) -> Option<Millis> {
+/// The stretches during which every node's process was down or frozen, as `(from, until)`
+/// (`until` is `None` when no process ran again by the end of the history), keeping those
+/// that began before `to` and had not ended by `from`. A node counts as running unless the
+/// history shows it exited or paused and not yet started or resumed again (so a history
+/// that records no processes, such as a checker test's, has every node it names running).
+fn all_down(h: &History, from: Millis, to: Millis) -> Vec<(Millis, Option<Millis>)> {
     let known: BTreeSet<NodeId> = h.iter().filter_map(|e| e.event.node()).collect();
+    if known.is_empty() {
+        return vec![(Millis::ZERO, None)];
+    }
     let mut down: BTreeSet<NodeId> = BTreeSet::new();
-    let mut apply = |e: &Entry| {
+    let mut since: Option<Millis> = None;
+    let mut out = Vec::new();
+    for e in h.iter() {
         match &e.event {
             Event::ProcessStarted { node, .. } | Event::Resumed { node } => {
                 down.remove(node);
@@ -1107,23 +1170,23 @@ fn first_running_at(h: &History, from: Millis) -> Option<Millis> {
             Event::ProcessExited { node, .. } | Event::Paused { node } => {
                 down.insert(*node);
             }
+            _ => continue,
+        }
+        let all = down.len() == known.len();
+        match since {
+            None if all => since = Some(e.at),
+            Some(began) if !all => {
+                out.push((began, Some(e.at)));
+                since = None;
+            }
             _ => {}
         }
-        known.len() > down.len()
-    };
-    // Everything up to and at `from`, the loss itself included, then the first change
-    // after it that leaves a process running.
-    let mut up = !known.is_empty();
-    for e in h.iter().take_while(|e| e.at <= from) {
-        up = apply(e);
     }
-    if up {
-        return Some(from);
+    if let Some(began) = since {
+        out.push((began, None));
     }
-    h.iter()
-        .skip_while(|e| e.at <= from)
-        .find(|e| apply(e))
-        .map(|e| e.at)
+    out.retain(|(began, until)| *began < to && until.is_none_or(|u| u > from));
+    out
 }
 
 fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
@@ -1180,19 +1243,53 @@ fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
             _ => (g.lost_at, "from the loss".to_string()),
         };
         // With every node down or frozen there is nobody to take over: the clock starts
-        // when the first process runs again.
-        match first_running_at(h, g.lost_at) {
-            Some(up) if up > start => {
-                start = up;
-                from = format!("from {}, when a node ran again after all were down", t(up));
+        // again when the first process runs again. The time some node ran before they all
+        // stopped is judged too, so that stopping them cannot excuse a takeover that was
+        // already late.
+        let mut late_before_all_down: Option<Millis> = None;
+        let mut never_up_again = false;
+        for (began, until) in all_down(h, g.lost_at, gap_end) {
+            if began > start && began - start > cfg.takeover_bound {
+                late_before_all_down = Some(began);
+                break;
             }
-            Some(_) => {}
-            None => {
-                notes.push(format!(
-                    "{lost}; {outcome}; not judged: no node was running again by the end"
-                ));
-                continue;
+            match until {
+                Some(up) if up > start => {
+                    start = up;
+                    from = format!("from {}, when a node ran again after all were down", t(up));
+                }
+                Some(_) => {}
+                None => {
+                    never_up_again = true;
+                    break;
+                }
             }
+        }
+        if let Some(began) = late_before_all_down {
+            let took = began - start;
+            notes.push(format!(
+                "{lost}; {outcome}; judged {from}: nobody served in the {} until every node was down or frozen at {}",
+                t(took),
+                t(began)
+            ));
+            violations.push(Violation::new(
+                inv,
+                start + cfg.takeover_bound,
+                format!(
+                    "{lost}; no leader served in the {} counted {from} while some node ran (until every node was down or frozen at {}), over the bound of {}",
+                    t(took),
+                    t(began),
+                    t(cfg.takeover_bound)
+                ),
+                vec![g.lost_seq],
+            ));
+            continue;
+        }
+        if never_up_again {
+            notes.push(format!(
+                "{lost}; {outcome}; not judged: no node was running again by the end"
+            ));
+            continue;
         }
         let took = gap_end - start;
         notes.push(format!("{lost}; {outcome}; judged {from}: {}", t(took)));
@@ -1850,6 +1947,17 @@ mod tests {
             node: n(node),
             incarnation: None,
             token: None,
+            sent_at: None,
+        }
+    }
+    /// A reply the world saw sent at `sent` (ms); it arrives at the entry's time.
+    fn replied_sent(update: i64, node: char, sent: u64) -> Event {
+        Event::ChatReplied {
+            update_id: update,
+            node: n(node),
+            incarnation: Some(1),
+            token: None,
+            sent_at: Some(Millis(sent)),
         }
     }
     fn publish(node: char, id: &str, version: u64, parent: Option<&str>, token: u64) -> Event {
@@ -2309,6 +2417,7 @@ mod tests {
                         node: n('a'),
                         incarnation,
                         token: None,
+                        sent_at: None,
                     },
                 ),
             ])
@@ -2321,8 +2430,74 @@ mod tests {
         ] {
             let r = run(Invariant::ChatAnswered, &late(incarnation));
             assert_eq!(r.violations.len(), 1, "{why}: {r:#?}");
-            only_violation(&r, &["node a answered update 42 at 6.4s but was not acting leader"]);
+            only_violation(
+                &r,
+                &["node a answered update 42 at 6.4s but was not acting leader"],
+            );
         }
+    }
+
+    #[test]
+    fn chat_answered_judges_a_reply_by_when_it_was_sent_where_that_is_known() {
+        // Fuzz seed 11478244: a resumes at 106.964 s, answers what waited at once, steps
+        // down at 107.054 s; the reply crossed a slow network and landed at 107.141 s.
+        let stepped_down = |sent_at: u64| {
+            hist(vec![
+                (1000, lead('a', 1, "won")),
+                (2000, sent(42)),
+                (3000, paused('a')),
+                (6000, resumed('a')),
+                (6090, role('a', Role::SteppingDown)),
+                (6177, replied_sent(42, 'a', sent_at)),
+            ])
+        };
+        assert_ok(&run(Invariant::ChatAnswered, &stepped_down(6000)));
+        assert_ok(&run(Invariant::ChatAnswered, &stepped_down(6089)));
+        // Sent once the lead had ended (at its last instant too: a step-down and a send
+        // in one millisecond cannot be told apart, so the boundary belongs to after).
+        for late in [6090, 6100] {
+            let r = run(Invariant::ChatAnswered, &stepped_down(late));
+            only_violation(
+                &r,
+                &[
+                    &format!("node a answered update 42 sent at {}", t(Millis(late))),
+                    "(arriving at 6.177s) but was not acting leader",
+                    "ran from 6.0s to 6.090s, when it became stepping-down",
+                ],
+            );
+        }
+        // Sent while paused: a frozen process sends nothing, so it cannot be excused.
+        only_violation(
+            &run(Invariant::ChatAnswered, &stepped_down(4000)),
+            &["sent at 4.0s", "ran from 1.0s to 3.0s, when it was paused"],
+        );
+
+        // Sent in the millisecond the process froze or died: before it did.
+        for stop in [paused('a'), killed('a')] {
+            let h = hist(vec![
+                (1000, lead('a', 1, "won")),
+                (2000, sent(42)),
+                (5000, stop),
+                (5100, replied_sent(42, 'a', 5000)),
+            ]);
+            assert_ok(&run(Invariant::ChatAnswered, &h));
+        }
+
+        // Sent before its lead began, arriving during it: still not a leader's reply.
+        let h = hist(vec![
+            (500, sent(42)),
+            (900, replied_sent(42, 'a', 900)),
+            (1000, lead('a', 1, "won")),
+            (1100, replied_sent(42, 'a', 950)),
+        ]);
+        let r = run(Invariant::ChatAnswered, &h);
+        assert_eq!(r.violations.len(), 2, "{r:#?}");
+        assert!(
+            r.violations[1]
+                .explanation
+                .contains("sent at 0.950s (arriving at 1.1s) but was not acting leader: it had not acted as leader by then"),
+            "{r:#?}"
+        );
     }
 
     // ---- 4. takeover-bounded ----
@@ -2380,6 +2555,41 @@ mod tests {
         ];
         let late = run(Invariant::TakeoverBounded, &hist(events));
         assert_eq!(late.violations.len(), 1, "{late:#?}");
+    }
+
+    #[test]
+    fn takeover_bounded_restarts_the_clock_after_every_node_went_down_during_the_gap() {
+        // Fuzz seed 11090012: b frozen, then the leader a killed, then c frozen before the
+        // lease ran out: nobody could take over until b resumed.
+        let gap = |c_paused_at: u64| {
+            hist(vec![
+                (1000, lead('a', 1, "won")),
+                (5_000, paused('b')),
+                (10_000, killed('a')),
+                (c_paused_at, paused('c')),
+                (40_000, resumed('b')),
+                (41_000, lead('b', 2, "lease expired")),
+                (41_500, poll('b', 5)),
+            ])
+        };
+        let r = run(Invariant::TakeoverBounded, &gap(14_000));
+        assert_ok(&r);
+        assert_note(
+            &r,
+            "from 40.0s, when a node ran again after all were down: 1.5s",
+        );
+        // c ran for 15 s after the loss without taking over, more than the 10 s bound,
+        // before it froze: freezing it later does not excuse that.
+        let r = run(Invariant::TakeoverBounded, &gap(25_000));
+        let v = only_violation(
+            &r,
+            &[
+                "node a exited (kill) at 10.0s",
+                "no leader served in the 15.0s counted from the loss while some node ran",
+                "every node was down or frozen at 25.0s",
+            ],
+        );
+        assert_eq!(v.at, Millis(20_000));
     }
 
     #[test]

@@ -282,6 +282,10 @@ pub enum Event {
         incarnation: Option<u32>,
         /// The fencing token it held.
         token: Option<u64>,
+        /// When the sender sent it (true time), where the recorder can tell (the simulator
+        /// can; a real Telegram double sees only its arrival, the entry's time).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_at: Option<Millis>,
     },
 
     // ---- the snapshot store ----

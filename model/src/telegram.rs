@@ -257,6 +257,7 @@ impl BotApi {
                 node: who.node,
                 incarnation: Some(who.incarnation),
                 token,
+                sent_at: None,
             });
             let message_id = self.next_message_id;
             self.next_message_id += 1;

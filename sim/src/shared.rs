@@ -256,6 +256,16 @@ pub(crate) fn answered_by(h: &History, update_id: i64) -> Option<NodeId> {
     })
 }
 
+/// Telegram records a reply when it arrives; the world also knows when it was sent, and
+/// the chat checker judges the sender by that.
+pub(crate) fn stamp_sent(events: &mut [Event], sent: Millis) {
+    for e in events {
+        if let Event::ChatReplied { sent_at, .. } = e {
+            *sent_at = Some(sent);
+        }
+    }
+}
+
 /// SHA-256 of every state file on a disk.
 pub(crate) fn file_hashes(disk: &Disk) -> BTreeMap<String, String> {
     disk.files

@@ -70,7 +70,7 @@
 
 use crate::shared::{
     answered_by, bootstrap_manifest, derive_seed, file_hashes, node_config, probe_event,
-    publish_genesis, store_request, Conditions, RestartBackoff,
+    publish_genesis, stamp_sent, store_request, Conditions, RestartBackoff,
 };
 use crate::world::{
     NodeClock, WorldConfig, EPOCH_WALL, FOREIGN_POLL_EVERY, OPERATOR_CHAT, STOP_GRACE,
@@ -125,6 +125,9 @@ struct WireReq {
     from: From,
     req: ReqId,
     request: Request,
+    /// When the node sent it (what a real sender would log; Telegram records a reply's
+    /// send time from it).
+    sent: Millis,
 }
 
 /// A response as it crosses the network.
@@ -278,7 +281,9 @@ struct Slot {
     inc: u32,
     state: ProcState,
     clock: NodeClock,
-    held: Vec<Input>,
+    /// What reached the process while it was paused, in order; a timer with the
+    /// generation it was armed with.
+    held: Vec<(Input, Option<u64>)>,
     started_at: Millis,
     backoff: RestartBackoff,
     stopping: bool,
@@ -387,7 +392,15 @@ impl State {
     }
 
     /// A service handles one request that arrived at `now`.
-    fn serve(&mut self, svc: Svc, now: Millis, from: From, req: ReqId, request: Request) {
+    fn serve(
+        &mut self,
+        svc: Svc,
+        now: Millis,
+        from: From,
+        req: ReqId,
+        request: Request,
+        sent: Millis,
+    ) {
         let mut replies = Vec::new();
         let mut events = Vec::new();
         match request {
@@ -408,9 +421,11 @@ impl State {
             }
             Request::Telegram(TgReq::SendMessage {
                 reply_to, token, ..
-            }) => self
-                .bot
-                .send_message(from, req, reply_to, token, &mut replies, &mut events),
+            }) => {
+                self.bot
+                    .send_message(from, req, reply_to, token, &mut replies, &mut events);
+                stamp_sent(&mut events, sent);
+            }
             Request::Store(r) => {
                 if self.cond.store_down {
                     return;
@@ -666,7 +681,7 @@ async fn serve_conn(lent: Lent, svc: Svc, stream: TcpStream, conn: u64) {
         let out = tx.clone();
         with(&lent, |st| {
             st.routes[svc.i()].insert(key(m.from), Route { conn, out });
-            st.serve(svc, now, m.from, m.req, m.request);
+            st.serve(svc, now, m.from, m.req, m.request, m.sent);
         });
     }
     drop(tx);
@@ -784,8 +799,17 @@ impl Proc {
             return;
         }
         self.due.remove(&(at, gen, timer));
-        self.timers.remove(&timer);
-        self.deliver(Input::Timer(timer));
+        // A paused process's timer stays armed while it waits: handling what came before
+        // it on resume may still cancel or re-arm it (see `Msg::Resume`).
+        let (idx, inc) = (self.idx, self.inc);
+        let paused = with(&self.lent, |st| {
+            let s = &st.slots[idx];
+            s.inc == inc && s.state == ProcState::Paused
+        });
+        if !paused {
+            self.timers.remove(&timer);
+        }
+        self.deliver_tagged(Input::Timer(timer), Some(gen));
     }
 
     fn on_msg(&mut self, m: Msg) {
@@ -807,7 +831,15 @@ impl Proc {
                         Vec::new()
                     }
                 });
-                for input in held {
+                for (input, gen) in held {
+                    // A resumed process runs its due timers, but not one that what it
+                    // handled just before has cancelled or re-armed.
+                    if let (Input::Timer(timer), Some(gen)) = (&input, gen) {
+                        if self.timers.get(timer).map(|t| t.1) != Some(gen) {
+                            continue;
+                        }
+                        self.timers.remove(timer);
+                    }
                     self.deliver(input);
                 }
             }
@@ -817,6 +849,11 @@ impl Proc {
 
     /// Steps the node with an input, or holds it while the process is paused.
     fn deliver(&mut self, input: Input) {
+        self.deliver_tagged(input, None);
+    }
+
+    /// [`Proc::deliver`], with the generation of the timer that fired, if one did.
+    fn deliver_tagged(&mut self, input: Input, gen: Option<u64>) {
         match &input {
             // A request that went unanswered may have stalled its connection (a cut
             // drops TCP data for good): use a fresh one from now on.
@@ -844,7 +881,7 @@ impl Proc {
             }
             match (s.state, s.proc.as_mut()) {
                 (ProcState::Paused, Some(_)) => {
-                    s.held.push(input);
+                    s.held.push((input, gen));
                     false
                 }
                 (ProcState::Running, Some(p)) => {
@@ -920,7 +957,12 @@ impl Proc {
             Some(at)
         });
         let Some(at) = at else { return };
-        let frame = encode(&WireReq { from, req, request });
+        let frame = encode(&WireReq {
+            from,
+            req,
+            request,
+            sent: now,
+        });
         let conn = self.conn(svc);
         let out = &self.conns[svc.i()].as_ref().expect("just opened").out;
         self.queued.set(self.queued.get() + 1);
@@ -1244,7 +1286,9 @@ impl TurmoilWorld {
                     let idx = st.idx(node);
                     let s = &st.slots[idx];
                     if s.inc == inc && s.proc.is_some() {
-                        st.end_process(idx, now, None, "kill after stop timeout", false);
+                        // Started again meanwhile (the stop healed): it restarts once killed.
+                        let restart = !s.stopping;
+                        st.end_process(idx, now, None, "kill after stop timeout", restart);
                     }
                 }
                 CtlEv::ForeignPoll => {
@@ -1395,6 +1439,12 @@ impl TurmoilWorld {
             Fault::Kill { node } | Fault::Stop { node } => {
                 if self.slot(*node).proc.is_none() {
                     self.start(*node);
+                } else {
+                    // Still shutting down gracefully (`docker stop` has not returned):
+                    // it starts again once it has exited.
+                    let st = self.st_mut();
+                    let idx = st.idx(*node);
+                    st.slots[idx].stopping = false;
                 }
             }
             Fault::Crash { .. } => {}

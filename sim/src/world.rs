@@ -15,7 +15,7 @@
 
 use crate::shared::{
     answered_by, bootstrap_manifest, derive_seed, file_hashes, node_config, probe_event,
-    publish_genesis, store_request, Conditions, RestartBackoff,
+    publish_genesis, stamp_sent, store_request, Conditions, RestartBackoff,
 };
 use lifeboat_model::bootstrap::BootstrapManifest;
 use lifeboat_model::fault::Fault;
@@ -94,6 +94,8 @@ enum Ev {
         from: From,
         req: ReqId,
         request: Request,
+        /// When the node sent it.
+        sent: Millis,
     },
     ToNode {
         to: From,
@@ -419,7 +421,12 @@ impl World {
 
     fn dispatch(&mut self, ev: Ev) {
         match ev {
-            Ev::ToService { from, req, request } => self.at_service(from, req, request),
+            Ev::ToService {
+                from,
+                req,
+                request,
+                sent,
+            } => self.at_service(from, req, request, sent),
             Ev::ToNode { to, req, resp } => {
                 let s = self.slot(to.node);
                 if s.inc != to.incarnation || s.proc.is_none() {
@@ -446,7 +453,11 @@ impl World {
                 if s.inc != inc || s.timers.get(&timer) != Some(&gen) {
                     return;
                 }
-                self.slot_mut(node).timers.remove(&timer);
+                if s.state == ProcState::Running {
+                    self.slot_mut(node).timers.remove(&timer);
+                }
+                // A paused process's timer stays armed while it waits: handling what came
+                // before it on resume may still cancel or re-arm it (see `dispatch_held`).
                 self.deliver(
                     node,
                     Ev::Timer {
@@ -466,7 +477,9 @@ impl World {
             Ev::StopTimeout { node, inc } => {
                 let s = self.slot(node);
                 if s.inc == inc && s.proc.is_some() {
-                    self.end_process(node, None, "kill after stop timeout", false);
+                    // Started again meanwhile (the stop healed): it restarts once killed.
+                    let restart = !s.stopping;
+                    self.end_process(node, None, "kill after stop timeout", restart);
                 }
             }
             Ev::ServiceWake => {
@@ -554,7 +567,15 @@ impl World {
                         at
                     }
                 };
-                self.schedule(at, Ev::ToService { from, req, request });
+                self.schedule(
+                    at,
+                    Ev::ToService {
+                        from,
+                        req,
+                        request,
+                        sent: now,
+                    },
+                );
             }
             Effect::SetTimer { timer, after } => {
                 self.gen += 1;
@@ -586,7 +607,7 @@ impl World {
 
     // ------------------------------------------------------------------ services
 
-    fn at_service(&mut self, from: From, req: ReqId, request: Request) {
+    fn at_service(&mut self, from: From, req: ReqId, request: Request, sent: Millis) {
         let now = self.now;
         let service = match &request {
             Request::Lease(_) => Some(Endpoint::LeaseStore),
@@ -624,9 +645,11 @@ impl World {
             }
             Request::Telegram(TgReq::SendMessage {
                 reply_to, token, ..
-            }) => self
-                .bot
-                .send_message(from, req, reply_to, token, &mut replies, &mut events),
+            }) => {
+                self.bot
+                    .send_message(from, req, reply_to, token, &mut replies, &mut events);
+                stamp_sent(&mut events, sent);
+            }
             Request::Store(r) => {
                 if self.cond.store_down {
                     return;
@@ -839,6 +862,10 @@ impl World {
             Fault::Kill { node } | Fault::Stop { node } => {
                 if self.slot(*node).proc.is_none() {
                     self.start(*node);
+                } else {
+                    // Still shutting down gracefully (`docker stop` has not returned):
+                    // it starts again once it has exited.
+                    self.slot_mut(*node).stopping = false;
                 }
             }
             Fault::Crash { .. } => {}
@@ -861,15 +888,22 @@ impl World {
         }
     }
 
-    /// Delivers what waited while a node was paused, unless it was for an earlier life.
+    /// Delivers what waited while a node was paused, unless it was for an earlier life,
+    /// or is a timer that what was delivered before it cancelled or re-armed (a resumed
+    /// process runs its due timers, but not one it has just disarmed).
     fn dispatch_held(&mut self, node: NodeId, ev: Ev) {
-        let inc = match &ev {
-            Ev::ToNode { to, .. } => to.incarnation,
-            Ev::Timer { inc, .. } => *inc,
+        let s = self.slot(node);
+        match &ev {
+            Ev::ToNode { to, .. } if s.inc == to.incarnation => self.deliver(node, ev),
+            Ev::ToNode { .. } => {}
+            Ev::Timer {
+                inc, timer, gen, ..
+            } if s.inc == *inc && s.timers.get(timer) == Some(gen) => {
+                self.slot_mut(node).timers.remove(timer);
+                self.deliver(node, ev);
+            }
+            Ev::Timer { .. } => {}
             other => unreachable!("only responses and timers are held: {other:?}"),
-        };
-        if self.slot(node).inc == inc {
-            self.deliver(node, ev);
         }
     }
 
@@ -879,5 +913,121 @@ impl World {
             .proc
             .as_ref()
             .map_or(Role::Stopped, |p| p.role())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_model::profile::ProfileName;
+
+    /// A paused process's timers that came due fire when it resumes, but one that what it
+    /// handled first on resume cancelled must not: here a follower's sync timer, held
+    /// through a pause, is cancelled before its turn (as a held step-down cancels a held
+    /// renewal), and the follower must not fetch.
+    #[test]
+    fn a_held_timer_cancelled_before_its_turn_does_not_fire_on_resume() {
+        let a = NodeId(0);
+        let b = NodeId(1);
+        let nodes = vec![
+            NodeSetup {
+                id: a,
+                host: "a".into(),
+                blank: false,
+            },
+            NodeSetup {
+                id: b,
+                host: "b".into(),
+                blank: false,
+            },
+        ];
+        let served_to_b = |w: &World| {
+            w.history()
+                .iter()
+                .filter(|e| matches!(&e.event, Event::SnapshotServed { node, .. } if *node == b))
+                .count()
+        };
+        for cancelled in [false, true] {
+            let profile = Profile::default_for(ProfileName::Fenced);
+            let mut w = World::new(WorldConfig::new(3, profile, nodes.clone()));
+            w.start(a);
+            w.run_for(Millis::secs(2));
+            w.start(b);
+            w.run_for(Millis::secs(5));
+            assert_eq!(w.role(b), Role::Follower);
+            // Re-arm b's sync to come due during a pause.
+            w.apply(
+                b,
+                Effect::SetTimer {
+                    timer: Timer::Sync,
+                    after: Millis(10),
+                },
+            );
+            w.inject(&Fault::Pause { node: b });
+            w.run_for(Millis(100));
+            assert!(
+                w.slot(b).held.iter().any(|e| matches!(
+                    e,
+                    Ev::Timer {
+                        timer: Timer::Sync,
+                        ..
+                    }
+                )),
+                "the sync fired while frozen"
+            );
+            if cancelled {
+                w.apply(b, Effect::CancelTimer(Timer::Sync));
+            }
+            let before = served_to_b(&w);
+            w.heal(&Fault::Pause { node: b });
+            w.run_for(Millis::secs(1));
+            let fetched = served_to_b(&w) > before;
+            assert_eq!(
+                fetched, !cancelled,
+                "cancelled before resume: {cancelled}; fetched on resume: {fetched}"
+            );
+        }
+    }
+
+    /// A fenced leader stopped just after sending a poll hands its lease back only once
+    /// that poll has surely reached Telegram, so it is still shutting down when a short
+    /// stop heals: it must start again once it has exited, as `docker start` after the
+    /// `docker stop` returns would.
+    #[test]
+    fn a_stop_healed_while_still_stopping_starts_the_node_again_once_it_exits() {
+        let a = NodeId(0);
+        let nodes = vec![NodeSetup {
+            id: a,
+            host: "a".into(),
+            blank: false,
+        }];
+        let profile = Profile::default_for(ProfileName::Fenced);
+        let mut w = World::new(WorldConfig::new(5, profile, nodes));
+        w.start(a);
+        w.run_for(Millis::secs(8));
+        let polls = |w: &World| {
+            w.history()
+                .iter()
+                .filter(|e| matches!(&e.event, Event::PollStarted { .. }))
+                .count()
+        };
+        let seen = polls(&w);
+        while polls(&w) == seen {
+            w.run_for(Millis(1));
+        }
+        let stop = Fault::Stop { node: a };
+        w.inject(&stop);
+        assert_eq!(w.role(a), Role::Stopped);
+        assert!(w.slot(a).proc.is_some(), "waits for its poll to arrive");
+        w.run_for(Millis(100));
+        w.heal(&stop);
+        w.run_for(Millis::secs(5));
+        let started = w
+            .history()
+            .iter()
+            .filter(|e| matches!(&e.event, Event::ProcessStarted { node, .. } if *node == a))
+            .count();
+        assert_eq!(started, 2, "{}", w.history().to_jsonl());
+        assert!(w.is_running(a));
     }
 }
