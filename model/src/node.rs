@@ -901,8 +901,7 @@ impl Node {
                 // that (polls end before the safe lease does); a handover must not either:
                 // stop acting now, hand the lease back once that poll has surely arrived.
                 let wait = if self.polling {
-                    let bound = p.max_latency + Millis(p.max_latency.0 * p.drift_ppt / 1000 + 1);
-                    (self.poll_sent + bound).saturating_sub(clock.mono)
+                    (self.poll_sent + p.poll_landed_after()).saturating_sub(clock.mono)
                 } else {
                     Millis::ZERO
                 };

@@ -133,6 +133,13 @@ impl FencedParams {
             .saturating_sub(self.step_down_margin)
     }
 
+    /// How long after sending a poll a message has surely reached Telegram: the longest
+    /// one-way latency, lengthened by the drift allowance. A graceful stop waits this
+    /// long after its last poll before it gives the lease back.
+    pub fn poll_landed_after(&self) -> Millis {
+        self.max_latency + Millis(self.max_latency.0 * self.drift_ppt / 1000 + 1)
+    }
+
     /// Refuses timings that cannot be safe, naming the rule that fails.
     pub fn validate(&self) -> Result<(), String> {
         if self.renew_every.0 * 2 > self.safe_lease().0 {

@@ -129,13 +129,15 @@ fn refresh_period(profile: &Profile) -> Millis {
 /// The profile's own lower bound for a loss, with every one-way hop at `latency_max`:
 /// the worst case its timers allow when nothing else goes wrong.
 ///
-/// - `fenced`, graceful stop: the lease is revoked at once, so [`HOPS`] hops.
+/// - `fenced`, graceful stop: the lease is revoked once the leader's last poll has surely
+///   reached Telegram (at most `max_latency` and its drift allowance after it was sent,
+///   so a poll sent just before the stop makes the worst case), then [`HOPS`] hops.
 /// - `fenced`, crash, pause, a cut or a one-way cut of the leader's requests: the lease
 ///   TTL (the loss may follow a renewal at once) plus detection and restore, [`HOPS`]
 ///   hops.
 /// - `fenced`, one-way cut of the store's answers: the leader's renewals keep landing
-///   until it steps down, `safe_lease` after its last answered renewal; its last renewal
-///   goes out at the last renewal tick before that, and the TTL runs from there.
+///   until it steps down, `safe_lease` after its last answered renewal (which may come
+///   just before the cut), and revokes the lease then; plus [`HOPS`] hops.
 /// - `opentrident-v1`, every way: the intended design, staleness plus the stale polls
 ///   plus boot (`opentrident-protocol.md`: 150–180 s after the last refresh, plus the
 ///   restart). v1's stop releases only `telegram-bot`, so a stop is no faster.
@@ -143,12 +145,8 @@ pub fn lower_bound(profile: &Profile, loss: LossKind, latency_max: Millis) -> Mi
     let hops = latency_max * HOPS;
     match profile {
         Profile::Fenced(p) => match loss {
-            LossKind::Stop => hops,
-            LossKind::CutFromStore => {
-                // Renewal ticks strictly before the step-down timer still go out.
-                let ticks = p.safe_lease().0.saturating_sub(1) / p.renew_every.0.max(1);
-                p.renew_every * ticks + p.lease_ttl + hops
-            }
+            LossKind::Stop => p.poll_landed_after() + hops,
+            LossKind::CutFromStore => p.safe_lease() + hops,
             _ => p.lease_ttl + hops,
         },
         Profile::OpentridentV1(p) => {
