@@ -227,15 +227,12 @@ impl RealBackend {
     /// The run facts a node's commands may use.
     fn vars(&self, node: NodeId) -> BTreeMap<&'static str, String> {
         let ip = |n: NodeId| self.nodes.get(&n).map(|x| x.ip.clone()).unwrap_or_default();
-        let mut v = BTreeMap::from([
-            ("node", node.to_string()),
-            ("ip", ip(node)),
-            ("primary_ip", self.primary.map(ip).unwrap_or_default()),
-        ]);
-        if let Some(url) = &self.opts.etcd_url {
-            v.insert("etcd_url", url.clone());
-        }
-        v
+        run_facts(
+            node,
+            &ip(node),
+            &self.primary.map(ip).unwrap_or_default(),
+            self.opts.etcd_url.as_deref(),
+        )
     }
 
     /// Runs a script of the target on a node; fails at the first command that fails,
@@ -886,6 +883,26 @@ fn new_primary(
 ) -> Option<NodeId> {
     let replaced = !existing_up.is_empty() && existing_up.iter().all(|up| !up);
     rented_leader.filter(|_| passed && replaced)
+}
+
+/// The run facts a node's commands may use (`crate::target::NODE_VARS`, and `etcd_url`
+/// for targets with a lease store): the live run and the dry run fill templates from this
+/// one function.
+pub fn run_facts(
+    node: NodeId,
+    ip: &str,
+    primary_ip: &str,
+    etcd_url: Option<&str>,
+) -> BTreeMap<&'static str, String> {
+    let mut v = BTreeMap::from([
+        ("node", node.to_string()),
+        ("ip", ip.to_string()),
+        ("primary_ip", primary_ip.to_string()),
+    ]);
+    if let Some(url) = etcd_url {
+        v.insert("etcd_url", url.to_string());
+    }
+    v
 }
 
 /// Where a cut's peer is: a node's address or a service's host.

@@ -7,7 +7,7 @@
 //! exist once servers run are shown as `<ip of b>`; a wait or a probe that repeats until
 //! its condition holds is shown once, with its bound.
 
-use super::backend::{fault_scripts, DEAD_MAN_DEADLINE};
+use super::backend::{fault_scripts, run_facts, DEAD_MAN_DEADLINE};
 use super::cloud;
 use crate::remote_faults;
 use crate::target::{StageFrom, Target};
@@ -111,20 +111,16 @@ impl Builder<'_> {
     }
 
     fn vars(&self, node: NodeId) -> BTreeMap<&'static str, String> {
-        let mut v = BTreeMap::from([
-            ("node", node.to_string()),
-            ("ip", self.ips[&node].clone()),
-            (
-                "primary_ip",
-                self.primary
-                    .map(|p| self.ips[&p].clone())
-                    .unwrap_or_default(),
-            ),
-        ]);
-        if let Some(url) = &self.opts.etcd_url {
-            v.insert("etcd_url", url.clone());
-        }
-        v
+        let primary_ip = self
+            .primary
+            .map(|p| self.ips[&p].clone())
+            .unwrap_or_default();
+        run_facts(
+            node,
+            &self.ips[&node],
+            &primary_ip,
+            self.opts.etcd_url.as_deref(),
+        )
     }
 
     fn script(&mut self, node: NodeId, script: &[String], extra: &[(&'static str, String)]) {
