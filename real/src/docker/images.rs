@@ -28,27 +28,22 @@ pub const RUN_LABEL: &str = "lifeboat.run";
 pub const CACHE_LABEL: &str = "lifeboat.cache";
 
 /// Whether the ELF file at `path` is statically linked (has no program interpreter).
+///
+/// `--node-binary` is user input: the `object` crate reads the headers with every offset
+/// checked, so a truncated or hostile file is an error, never a panic.
 pub fn is_static_elf(path: &Path) -> anyhow::Result<bool> {
+    use object::elf::{FileHeader64, PT_INTERP};
+    use object::read::elf::{FileHeader, ProgramHeader};
+    use object::Endianness;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    anyhow::ensure!(
-        bytes.len() > 64 && &bytes[..4] == b"\x7fELF" && bytes[4] == 2,
-        "{} is not a 64-bit ELF executable",
-        path.display()
-    );
-    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(bytes[0x20..0x28].try_into().expect("8 bytes")) as usize;
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    for i in 0..phnum {
-        let o = phoff + i * phentsize;
-        if o + 4 > bytes.len() {
-            break;
-        }
-        let p_type = u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
-        if p_type == 3 {
-            return Ok(false); // PT_INTERP: needs a dynamic loader
-        }
-    }
-    Ok(true)
+    let not_elf =
+        |why: String| anyhow::anyhow!("{} is not a 64-bit ELF executable: {why}", path.display());
+    let header = FileHeader64::<Endianness>::parse(&*bytes).map_err(|e| not_elf(e.to_string()))?;
+    let endian = header.endian().map_err(|e| not_elf(e.to_string()))?;
+    let segments = header
+        .program_headers(endian, &*bytes)
+        .map_err(|e| not_elf(e.to_string()))?;
+    Ok(!segments.iter().any(|p| p.p_type(endian) == PT_INTERP))
 }
 
 /// The shared libraries a dynamically linked binary needs, as `ldd` lists them.
@@ -228,4 +223,36 @@ pub fn filters(run: Option<&str>) -> HashMap<String, Vec<String>> {
         None => format!("{LABEL}=1"),
     };
     HashMap::from([("label".to_string(), vec![label])])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_executable_is_not_static() {
+        // /bin/sh on Debian is a dynamically linked 64-bit ELF with a PT_INTERP segment.
+        assert!(!is_static_elf(Path::new("/bin/sh")).expect("/bin/sh is an ELF file"));
+    }
+
+    #[test]
+    fn truncated_and_foreign_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let sh = std::fs::read("/bin/sh").expect("/bin/sh is readable");
+        // Cut inside the ELF header, then inside the program headers, then a non-ELF file.
+        let cases: [(&str, Vec<u8>); 3] = [
+            ("header", sh[..40].to_vec()),
+            ("phdrs", sh[..70].to_vec()),
+            ("text", b"#!/bin/sh\necho hi\n".to_vec()),
+        ];
+        for (name, bytes) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).expect("write");
+            let err = is_static_elf(&path).expect_err(name).to_string();
+            assert!(
+                err.contains("is not a 64-bit ELF executable"),
+                "{name}: {err}"
+            );
+        }
+    }
 }
