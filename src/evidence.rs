@@ -28,7 +28,7 @@ pub const RUNBOOK_FILES: [&str; 6] = [
 pub fn write_bundle(root: &Path, report: &mut DrillReport, date: &str) -> anyhow::Result<PathBuf> {
     let dir = unique_dir(
         root,
-        &format!("{}-{}-{}", report.scenario, report.profile, date),
+        &bundle_dir_name(&report.scenario, report.profile, date),
     );
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let missing: Vec<&str> = RUNBOOK_FILES
@@ -87,6 +87,46 @@ pub fn write_bundle(root: &Path, report: &mut DrillReport, date: &str) -> anyhow
     Ok(dir)
 }
 
+/// The bundle's directory name: `<scenario>-<profile>-<date>`, with the scenario's name
+/// reduced to ASCII letters, digits, `-`, `_` and `.` (anything else becomes `_`, at most
+/// 80 of them, never `.` or `..` alone). A scenario file is input like any other: its
+/// name must not lead the bundle out of `--out` (`../../x`, `/etc`) or into a name with
+/// a newline.
+pub fn bundle_dir_name(
+    scenario: &str,
+    profile: lifeboat_model::profile::ProfileName,
+    date: &str,
+) -> String {
+    let mut name: String = scenario
+        .chars()
+        .take(80)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    // A leading dot would hide the bundle, and `..` would name the parent.
+    if name.is_empty() || name.starts_with('.') {
+        name.insert(0, '_');
+    }
+    let date: String = date
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}-{profile}-{date}")
+}
+
+/// A directory under `root` named `base`, or `base-2`, `base-3`, … if taken. `base` is
+/// one path component (see [`bundle_dir_name`]), so the result is always inside `root`.
 fn unique_dir(root: &Path, base: &str) -> PathBuf {
     let first = root.join(base);
     if !first.exists() {
@@ -120,4 +160,51 @@ pub fn jepsen_edn(h: &History) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_model::profile::ProfileName;
+    use std::path::Component;
+
+    #[test]
+    fn hostile_scenario_names_stay_one_component_under_out() {
+        for name in [
+            "../../x",
+            "/etc/passwd",
+            "a\nb",
+            "..",
+            ".",
+            "",
+            "a/../../b",
+            "C:\\x",
+            "nul\0byte",
+            "é🦀",
+        ] {
+            let dir_name = bundle_dir_name(name, ProfileName::Fenced, "2026-01-01");
+            let dir = unique_dir(Path::new("/tmp/out"), &dir_name);
+            assert_eq!(
+                dir.parent(),
+                Some(Path::new("/tmp/out")),
+                "{name:?} -> {dir:?}"
+            );
+            let last = dir.components().next_back();
+            assert!(
+                matches!(last, Some(Component::Normal(_))),
+                "{name:?} -> {dir:?}"
+            );
+            assert!(!dir_name.starts_with('.'), "{name:?} -> {dir_name}");
+            assert!(
+                dir_name
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '/' && c != '\\'),
+                "{name:?} -> {dir_name:?}"
+            );
+        }
+        assert_eq!(
+            bundle_dir_name("aaa-drill", ProfileName::Fenced, "2026-01-01"),
+            "aaa-drill-fenced-2026-01-01"
+        );
+    }
 }

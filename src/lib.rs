@@ -4,4 +4,5 @@
 
 pub mod commands;
 pub mod evidence;
+pub mod input;
 pub mod report;

@@ -2,6 +2,8 @@
 //!
 //! Code map:
 //! - [`time`], [`ids`]: milliseconds and names.
+//! - [`limits`]: the bounds of every value the input formats accept; [`locate`]: where a
+//!   value sits in a TOML text.
 //! - [`profile`]: the protocols (`opentrident-v1`, `fenced`) and their timings.
 //! - [`node`]: the node state machine; steps from inputs to effects.
 //! - [`proto`]: requests and responses between nodes and services.
@@ -22,6 +24,8 @@ pub mod fault;
 pub mod history;
 pub mod ids;
 pub mod lease;
+pub mod limits;
+pub mod locate;
 pub mod node;
 pub mod profile;
 pub mod proto;

@@ -127,7 +127,7 @@ impl FencedParams {
     /// How long after its last successful renewal *request was sent* the leader may still
     /// act: the TTL shortened by the drift allowance and the step-down margin.
     pub fn safe_lease(&self) -> Millis {
-        let drift = self.lease_ttl.0 * self.drift_ppt / 1000;
+        let drift = self.lease_ttl.0.saturating_mul(self.drift_ppt) / 1000;
         self.lease_ttl
             .saturating_sub(Millis(drift))
             .saturating_sub(self.step_down_margin)
@@ -137,11 +137,18 @@ impl FencedParams {
     /// one-way latency, lengthened by the drift allowance. A graceful stop waits this
     /// long after its last poll before it gives the lease back.
     pub fn poll_landed_after(&self) -> Millis {
-        self.max_latency + Millis(self.max_latency.0 * self.drift_ppt / 1000 + 1)
+        self.max_latency + Millis(self.max_latency.0.saturating_mul(self.drift_ppt) / 1000 + 1)
     }
 
     /// Refuses timings that cannot be safe, naming the rule that fails.
     pub fn validate(&self) -> Result<(), String> {
+        if self.drift_ppt >= 500 {
+            return Err(format!(
+                "fenced: drift_ppt = {} must be below 500 (50%)",
+                self.drift_ppt
+            ));
+        }
+        crate::limits::check_fenced(self)?;
         if self.renew_every.0 * 2 > self.safe_lease().0 {
             return Err(format!(
                 "fenced: renew_every ({}) must be at most half the safe lease ({} = lease_ttl minus drift minus step_down_margin)",
@@ -151,9 +158,6 @@ impl FencedParams {
         }
         if self.min_poll > self.poll_timeout {
             return Err("fenced: min_poll must not exceed poll_timeout".into());
-        }
-        if self.drift_ppt >= 500 {
-            return Err("fenced: drift_ppt must be below 500 (50%)".into());
         }
         Ok(())
     }
@@ -233,6 +237,11 @@ impl Default for V1Params {
 }
 
 impl V1Params {
+    /// Refuses zero periods, counts out of range and a back-off that starts above its cap.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::limits::check_v1(self)
+    }
+
     /// The takeover OpenTrident intends ("within 2 min" of the goal; 150–180 s with the
     /// intended loop): staleness, two polls, the restart back-off cap and boot.
     pub fn takeover_bound(&self) -> Millis {
@@ -303,7 +312,7 @@ impl Profile {
     /// Refuses contradictory timings.
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            Profile::OpentridentV1(_) => Ok(()),
+            Profile::OpentridentV1(p) => p.validate(),
             Profile::Fenced(p) => p.validate(),
         }
     }

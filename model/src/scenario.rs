@@ -357,29 +357,82 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 impl Scenario {
     /// Parses and validates a scenario; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
-            ScenarioError {
-                file: file.to_string(),
-                line,
-                column,
-                message: e.message().to_string(),
-            }
-        })?;
-        scenario.validate().map_err(|(step, message)| {
-            // Point at the step's `[[step]]` header when the problem is in a step.
-            let offset = step
-                .and_then(|i| text.match_indices("[[step]]").nth(i).map(|(o, _)| o))
-                .unwrap_or(0);
-            let (line, column) = line_col(text, offset);
+        // Editors on Windows start a UTF-8 file with a byte-order mark; it is not TOML.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let error_at = |span: Option<std::ops::Range<usize>>, message: String| {
+            let (line, column) = line_col(text, span.map_or(0, |s| s.start));
             ScenarioError {
                 file: file.to_string(),
                 line,
                 column,
                 message,
             }
-        })?;
+        };
+        let scenario: Scenario =
+            toml::from_str(text).map_err(|e| error_at(e.span(), e.message().to_string()))?;
+        scenario
+            .validate()
+            .map_err(|(step, message)| error_at(scenario.locate(text, step, &message), message))?;
+        crate::limits::check_scenario(&scenario)
+            .map_err(|e| error_at(crate::locate::span_of(text, &e.path), e.message))?;
         Ok(scenario)
+    }
+
+    /// Where a validation error points: the value at fault, found by the TOML parser's
+    /// spans (never by searching the text, which a description or comment can fool).
+    fn locate(
+        &self,
+        text: &str,
+        step: Option<usize>,
+        message: &str,
+    ) -> Option<std::ops::Range<usize>> {
+        use crate::limits::PathPart::{Index, Key};
+        use crate::locate::{span_of, span_of_string};
+        let nodes: BTreeSet<NodeId> = self.cluster.nodes.iter().copied().collect();
+        if let Some(i) = step {
+            let here = [Key("step"), Index(i)];
+            let step = &self.steps[i];
+            let undeclared = step
+                .criterion
+                .is_some_and(|c| !self.criteria.iter().any(|d| d.id == c));
+            if undeclared {
+                return span_of(text, &[Key("step"), Index(i), Key("criterion")]);
+            }
+            if let Some(unknown) = step.action.nodes().into_iter().find(|n| !nodes.contains(n)) {
+                return span_of_string(text, &here, &unknown.to_string());
+            }
+            // What is left is a condition that needs a node.
+            return span_of(text, &[Key("step"), Index(i), Key("condition")]);
+        }
+        if let Some(twice) = self.second_mention() {
+            return span_of(text, &[Key("cluster"), Key("nodes"), Index(twice)]);
+        }
+        let path = match message.split([':', ' ', '.']).next().unwrap_or("") {
+            "cluster" => {
+                let unknown = self
+                    .cluster
+                    .primary
+                    .iter()
+                    .chain(self.cluster.hosts.keys())
+                    .find(|n| !nodes.contains(n));
+                if let Some(n) = unknown {
+                    return span_of_string(text, &[Key("cluster")], &n.to_string())
+                        .or_else(|| span_of(text, &[Key("cluster"), Key("hosts")]));
+                }
+                vec![Key("cluster"), Key("nodes")]
+            }
+            "invariants" => vec![Key("invariants")],
+            "criterion" => vec![Key("criterion")],
+            "profiles" => vec![Key("profiles"), Key("fenced")],
+            _ => vec![],
+        };
+        span_of(text, &path)
+    }
+
+    /// The index in `cluster.nodes` of the first name already given before it.
+    fn second_mention(&self) -> Option<usize> {
+        let mut seen = BTreeSet::new();
+        self.cluster.nodes.iter().position(|n| !seen.insert(*n))
     }
 
     /// Writes the scenario as TOML.
@@ -397,8 +450,14 @@ impl Scenario {
                 "cluster.nodes is empty: name at least one node".into(),
             ));
         }
-        if nodes.len() != self.cluster.nodes.len() {
-            return Err((None, "cluster.nodes names a node twice".into()));
+        if let Some(twice) = self.second_mention() {
+            return Err((
+                None,
+                format!(
+                    "cluster.nodes names node `{}` twice: each node once",
+                    self.cluster.nodes[twice]
+                ),
+            ));
         }
         let names = self
             .cluster
@@ -634,7 +693,8 @@ criterion = 1
             e.message.contains("node `d` is not in the cluster (a, b)"),
             "{e}"
         );
-        assert_eq!(e.line, 14, "{e}");
+        // At the value itself, not the step's header.
+        assert_eq!((e.line, e.column), (17, 8), "{e}");
     }
 
     #[test]

@@ -29,30 +29,38 @@ impl Millis {
     pub fn saturating_sub(self, other: Millis) -> Millis {
         Millis(self.0.saturating_sub(other.0))
     }
+    /// Checked addition: `None` on overflow.
+    pub fn checked_add(self, other: Millis) -> Option<Millis> {
+        self.0.checked_add(other.0).map(Millis)
+    }
     /// This duration in seconds, as a float (for reports).
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1000.0
     }
 }
 
+// The operators saturate instead of wrapping. Every duration a format accepts is bounded
+// (`crate::limits`), so sums of them stay far below `u64::MAX`; should one ever reach it,
+// a time stuck at the far future is a timer that never fires, never one that fires at
+// once, as a wrapped sum would.
 impl std::ops::Add for Millis {
     type Output = Millis;
     fn add(self, rhs: Millis) -> Millis {
-        Millis(self.0 + rhs.0)
+        Millis(self.0.saturating_add(rhs.0))
     }
 }
 
 impl std::ops::Sub for Millis {
     type Output = Millis;
     fn sub(self, rhs: Millis) -> Millis {
-        Millis(self.0 - rhs.0)
+        Millis(self.0.saturating_sub(rhs.0))
     }
 }
 
 impl std::ops::Mul<u64> for Millis {
     type Output = Millis;
     fn mul(self, rhs: u64) -> Millis {
-        Millis(self.0 * rhs)
+        Millis(self.0.saturating_mul(rhs))
     }
 }
 
@@ -78,7 +86,7 @@ pub fn parse_duration(text: &str) -> Result<Millis, String> {
     if s.is_empty() {
         return Err("expected a duration such as 500ms, 10s, 2m or 1h, found nothing".into());
     }
-    let mut total: u64 = 0;
+    let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
@@ -87,14 +95,15 @@ pub fn parse_duration(text: &str) -> Result<Millis, String> {
                 "expected a duration such as 500ms, 10s, 2m or 1h, found `{text}`"
             ));
         }
-        let n: u64 = rest[..digits]
+        // Up to 38 digits fit a u128; more is too large whatever the unit.
+        let n: u128 = rest[..digits]
             .parse()
-            .map_err(|_| format!("number too large in duration `{text}`"))?;
+            .map_err(|_| crate::limits::check_duration(text, u128::MAX).unwrap_err())?;
         rest = &rest[digits..];
         let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let factor = match unit {
+        let factor: u128 = match unit {
             "ms" => 1,
             "s" => 1000,
             "m" => 60_000,
@@ -110,11 +119,11 @@ pub fn parse_duration(text: &str) -> Result<Millis, String> {
                 ))
             }
         };
-        total = total
-            .checked_add(n.checked_mul(factor).ok_or("duration too large")?)
-            .ok_or("duration too large")?;
+        // Checked after every part, so the sum cannot overflow either.
+        total = total.saturating_add(n.saturating_mul(factor));
+        crate::limits::check_duration(text, total)?;
     }
-    Ok(Millis(total))
+    crate::limits::check_duration(text, total)
 }
 
 /// Serde helpers so scenario files can write durations as strings (`"10s"`).

@@ -82,6 +82,8 @@ macro_rules! on_world {
 pub struct SimBackend {
     engine: Engine,
     world: Option<AnyWorld>,
+    /// The fast engine's event budget, for runs of untrusted scenarios.
+    event_budget: Option<u64>,
 }
 
 impl SimBackend {
@@ -90,6 +92,16 @@ impl SimBackend {
         SimBackend {
             engine,
             world: None,
+            event_budget: None,
+        }
+    }
+
+    /// A fast-engine backend that stops the run with an error after `events` events: a
+    /// bound on the time and memory one run of an untrusted scenario may take.
+    pub fn with_event_budget(events: u64) -> SimBackend {
+        SimBackend {
+            event_budget: Some(events),
+            ..SimBackend::new(Engine::Fast)
         }
     }
 
@@ -137,7 +149,13 @@ impl Backend for SimBackend {
         cfg.latency_min = cluster.latency_min;
         cfg.latency_max = cluster.latency_max.max(cluster.latency_min);
         self.world = Some(match self.engine {
-            Engine::Fast => AnyWorld::Fast(Box::new(World::new(cfg))),
+            Engine::Fast => {
+                let mut world = World::new(cfg);
+                if let Some(events) = self.event_budget {
+                    world.set_event_budget(events);
+                }
+                AnyWorld::Fast(Box::new(world))
+            }
             Engine::Turmoil => AnyWorld::Turmoil(Box::new(TurmoilWorld::new(cfg))),
         });
         Ok(())
@@ -171,13 +189,11 @@ impl Backend for SimBackend {
     }
 
     async fn inject(&mut self, fault: &Fault) -> Result<(), BackendError> {
-        on_world!(self.w()?, w => w.inject(fault));
-        Ok(())
+        on_world!(self.w()?, w => w.inject(fault)).map_err(BackendError::Other)
     }
 
     async fn heal(&mut self, fault: &Fault) -> Result<(), BackendError> {
-        on_world!(self.w()?, w => w.heal(fault));
-        Ok(())
+        on_world!(self.w()?, w => w.heal(fault)).map_err(BackendError::Other)
     }
 
     async fn probe(&mut self, node: NodeId) -> Result<Option<Dashboard>, BackendError> {
@@ -206,7 +222,17 @@ impl Backend for SimBackend {
     }
 
     async fn sleep(&mut self, d: Millis) -> Result<(), BackendError> {
-        on_world!(self.w()?, w => w.run_for(d));
+        let world = self.w()?;
+        on_world!(world, w => w.run_for(d));
+        if let AnyWorld::Fast(w) = world {
+            if w.budget_exhausted() {
+                return Err(BackendError::Other(format!(
+                    "the run's event budget ({} events) is exhausted at {}",
+                    w.events_processed(),
+                    w.now()
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -217,6 +243,20 @@ impl Backend for SimBackend {
     async fn teardown(&mut self) -> Result<(), BackendError> {
         Ok(())
     }
+}
+
+/// Runs a scenario on the fast engine with an event budget (see
+/// [`SimBackend::with_event_budget`]): how untrusted or mutated scenarios are run.
+pub fn run_scenario_bounded(scenario: &Scenario, max_events: u64) -> DrillReport {
+    let mut backend = SimBackend::with_event_budget(max_events);
+    block_on(drill::run(
+        &mut backend,
+        scenario,
+        scenario.profile(None),
+        scenario.seed,
+        &RunOptions::default(),
+        &mut |_| {},
+    ))
 }
 
 /// Runs a scenario on the simulated backend's `engine`: the scenario's profile and seed

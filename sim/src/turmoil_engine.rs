@@ -1372,8 +1372,10 @@ impl TurmoilWorld {
 
     // ------------------------------------------------------------------ faults
 
-    /// Injects a fault now.
-    pub fn inject(&mut self, fault: &Fault) {
+    /// Injects a fault now. A clock fault that would stop, reverse or overflow a clock
+    /// is refused before it changes anything.
+    pub fn inject(&mut self, fault: &Fault) -> Result<(), String> {
+        lifeboat_model::limits::check_fault(fault).map_err(|(_, message)| message)?;
         let now = self.now();
         let st = self.st_mut();
         st.push(now, Event::Fault(fault.info()));
@@ -1412,11 +1414,11 @@ impl TurmoilWorld {
             }
             Fault::ClockOffset { node, ms } | Fault::ClockStep { node, ms } => {
                 let idx = st.idx(*node);
-                st.slots[idx].clock.wall_offset += ms;
+                st.slots[idx].clock.shift_wall(*ms)?;
             }
             Fault::ClockRate { node, ppm } => {
                 let idx = st.idx(*node);
-                st.slots[idx].clock.set_rate(now, *ppm);
+                st.slots[idx].clock.set_rate(now, *ppm)?;
             }
             other => {
                 let poller_was = st.cond.foreign_poller;
@@ -1427,11 +1429,12 @@ impl TurmoilWorld {
                 self.apply_cuts();
             }
         }
+        Ok(())
     }
 
     /// Heals a fault now: restarts what was killed or stopped, resumes what was paused,
     /// repairs cuts, undoes clock changes, clears service faults.
-    pub fn heal(&mut self, fault: &Fault) {
+    pub fn heal(&mut self, fault: &Fault) -> Result<(), String> {
         let now = self.now();
         let st = self.st_mut();
         st.push(now, Event::Heal(fault.info()));
@@ -1461,17 +1464,21 @@ impl TurmoilWorld {
             }
             Fault::ClockOffset { node, ms } | Fault::ClockStep { node, ms } => {
                 let idx = st.idx(*node);
-                st.slots[idx].clock.wall_offset -= ms;
+                let back = ms
+                    .checked_neg()
+                    .ok_or("clock offset i64::MIN cannot be undone")?;
+                st.slots[idx].clock.shift_wall(back)?;
             }
             Fault::ClockRate { node, .. } => {
                 let idx = st.idx(*node);
-                st.slots[idx].clock.set_rate(now, 0);
+                st.slots[idx].clock.set_rate(now, 0)?;
             }
             other => {
                 st.cond.set(other, false, &mut st.store, &mut st.bot);
                 self.apply_cuts();
             }
         }
+        Ok(())
     }
 
     fn net_host(&self, e: Endpoint) -> String {

@@ -140,23 +140,44 @@ pub(crate) struct NodeClock {
 
 impl NodeClock {
     pub(crate) fn mono(&self, now: Millis) -> Millis {
-        let dt = (now.0 - self.anchor_true.0) as i128;
+        let dt = now.0.saturating_sub(self.anchor_true.0) as i128;
+        // `set_rate` keeps the rate within ±MAX_CLOCK_PPM, so the factor is positive and
+        // the product fits easily; the clamp is belt and braces, never a wrap.
         let scaled = dt * (1_000_000 + self.rate_ppm as i128) / 1_000_000;
-        Millis(self.anchor_mono + scaled as u64)
+        let mono = self.anchor_mono as i128 + scaled.max(0);
+        Millis(mono.clamp(0, u64::MAX as i128) as u64)
     }
     pub(crate) fn wall(&self, now: Millis) -> Millis {
-        Millis((EPOCH_WALL.0 as i64 + self.mono(now).0 as i64 + self.wall_offset).max(0) as u64)
+        let wall = EPOCH_WALL.0 as i128 + self.mono(now).0 as i128 + self.wall_offset as i128;
+        Millis(wall.clamp(0, u64::MAX as i128) as u64)
     }
-    pub(crate) fn set_rate(&mut self, now: Millis, ppm: i64) {
+    /// Sets the rate error from `now` on; refuses a rate outside
+    /// ±[`MAX_CLOCK_PPM`](lifeboat_model::limits::MAX_CLOCK_PPM) (at -1,000,000 ppm a
+    /// clock stops and its timers would never fire).
+    pub(crate) fn set_rate(&mut self, now: Millis, ppm: i64) -> Result<(), String> {
+        let max = lifeboat_model::limits::MAX_CLOCK_PPM;
+        if ppm.unsigned_abs() > max as u64 {
+            return Err(format!("clock-rate ppm = {ppm}: expected -{max} to {max}"));
+        }
         self.anchor_mono = self.mono(now).0;
         self.anchor_true = now;
         self.rate_ppm = ppm;
+        Ok(())
+    }
+    /// Moves the wall clock by `ms` (an offset or a step, or its undoing); an offset
+    /// that would overflow is an error, never a wrap.
+    pub(crate) fn shift_wall(&mut self, ms: i64) -> Result<(), String> {
+        self.wall_offset = self
+            .wall_offset
+            .checked_add(ms)
+            .ok_or_else(|| format!("wall clock offset {} + {ms} ms overflows", self.wall_offset))?;
+        Ok(())
     }
     /// True time for `local` of this clock's time to pass.
     pub(crate) fn true_delay(&self, local: Millis) -> Millis {
         let d = local.0 as i128 * 1_000_000;
         let r = (1_000_000 + self.rate_ppm) as i128;
-        Millis(((d + r - 1) / r) as u64)
+        Millis(((d + r - 1) / r).clamp(0, u64::MAX as i128) as u64)
     }
 }
 
@@ -194,12 +215,20 @@ pub struct World {
     bot: BotApi,
     store: SnapshotStore,
     cond: Conditions,
-    wake_at: Option<Millis>,
+    /// Service wake-ups in the queue, by time, with how many are due then. A new wake is
+    /// queued only when it is earlier than every queued one: a later one would find the
+    /// services already advanced by the earlier, which queues the next itself. (Resetting
+    /// a single "pending wake" on every wake, stale ones included, let duplicate chains
+    /// pile up, and simulated time cost time quadratic in its length.)
+    wakes: BTreeMap<Millis, u32>,
     rng: ChaCha8Rng,
     history: History,
     service_key: SnapshotKey,
     effects: Vec<Effect>,
     events_processed: u64,
+    /// The run stops processing events once this many were processed (a bound for runs
+    /// of untrusted scenarios; `u64::MAX` by default).
+    event_budget: u64,
 }
 
 impl World {
@@ -223,12 +252,13 @@ impl World {
             bot: BotApi::new(),
             store: SnapshotStore::new(attacker),
             cond: Conditions::default(),
-            wake_at: None,
+            wakes: BTreeMap::new(),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             history: History::new(),
             service_key,
             effects: Vec::new(),
             events_processed: 0,
+            event_budget: u64::MAX,
             cfg,
         };
         let mut genesis_done = false;
@@ -397,11 +427,26 @@ impl World {
         self.cond.lost(&mut self.rng)
     }
 
-    /// Runs every event up to and including `until`, then sets the time to `until`.
+    /// Stops the world after `events` processed events: [`World::run_until`] returns
+    /// early from then on and [`World::budget_exhausted`] says so.
+    pub fn set_event_budget(&mut self, events: u64) {
+        self.event_budget = events;
+    }
+
+    /// Whether the event budget ran out (the world stopped short of the time asked for).
+    pub fn budget_exhausted(&self) -> bool {
+        self.events_processed >= self.event_budget
+    }
+
+    /// Runs every event up to and including `until`, then sets the time to `until`, or
+    /// stops where the event budget runs out.
     pub fn run_until(&mut self, until: Millis) {
         while let Some(Reverse((at, _, _))) = self.queue.peek() {
             if *at > until {
                 break;
+            }
+            if self.budget_exhausted() {
+                return;
             }
             let Reverse((at, _, idx)) = self.queue.pop().expect("peeked");
             let ev = self.payloads[idx].take().expect("payload present");
@@ -483,7 +528,13 @@ impl World {
                 }
             }
             Ev::ServiceWake => {
-                self.wake_at = None;
+                let now = self.now;
+                if let Some(due) = self.wakes.get_mut(&now) {
+                    *due -= 1;
+                    if *due == 0 {
+                        self.wakes.remove(&now);
+                    }
+                }
                 let mut replies = Vec::new();
                 let mut events = Vec::new();
                 self.lease.advance(self.now, &mut replies, &mut events);
@@ -717,8 +768,9 @@ impl World {
             (a, b) => a.or(b),
         };
         if let Some(t) = next {
-            if self.wake_at.is_none_or(|w| t < w || w < self.now) {
-                self.wake_at = Some(t);
+            let t = t.max(self.now);
+            if self.wakes.keys().next().is_none_or(|w| t < *w) {
+                *self.wakes.entry(t).or_default() += 1;
                 self.schedule(t, Ev::ServiceWake);
             }
         }
@@ -809,8 +861,10 @@ impl World {
 
     // ------------------------------------------------------------------ faults
 
-    /// Injects a fault now.
-    pub fn inject(&mut self, fault: &Fault) {
+    /// Injects a fault now. A clock fault that would stop, reverse or overflow a clock
+    /// is refused before it changes anything.
+    pub fn inject(&mut self, fault: &Fault) -> Result<(), String> {
+        lifeboat_model::limits::check_fault(fault).map_err(|(_, message)| message)?;
         let now = self.now;
         self.history.push(now, Event::Fault(fault.info()));
         match fault {
@@ -838,10 +892,10 @@ impl World {
                 }
             }
             Fault::ClockOffset { node, ms } | Fault::ClockStep { node, ms } => {
-                self.slot_mut(*node).clock.wall_offset += ms;
+                self.slot_mut(*node).clock.shift_wall(*ms)?;
             }
             Fault::ClockRate { node, ppm } => {
-                self.slot_mut(*node).clock.set_rate(now, *ppm);
+                self.slot_mut(*node).clock.set_rate(now, *ppm)?;
             }
             other => {
                 let poller_was = self.cond.foreign_poller;
@@ -851,11 +905,12 @@ impl World {
                 }
             }
         }
+        Ok(())
     }
 
     /// Heals a fault now: restarts what was killed or stopped, resumes what was paused,
     /// repairs cuts, undoes clock changes, clears service faults.
-    pub fn heal(&mut self, fault: &Fault) {
+    pub fn heal(&mut self, fault: &Fault) -> Result<(), String> {
         let now = self.now;
         self.history.push(now, Event::Heal(fault.info()));
         match fault {
@@ -881,11 +936,15 @@ impl World {
                 }
             }
             Fault::ClockOffset { node, ms } | Fault::ClockStep { node, ms } => {
-                self.slot_mut(*node).clock.wall_offset -= ms;
+                let back = ms
+                    .checked_neg()
+                    .ok_or("clock offset i64::MIN cannot be undone")?;
+                self.slot_mut(*node).clock.shift_wall(back)?;
             }
-            Fault::ClockRate { node, .. } => self.slot_mut(*node).clock.set_rate(now, 0),
+            Fault::ClockRate { node, .. } => self.slot_mut(*node).clock.set_rate(now, 0)?,
             other => self.cond.set(other, false, &mut self.store, &mut self.bot),
         }
+        Ok(())
     }
 
     /// Delivers what waited while a node was paused, unless it was for an earlier life,
@@ -963,7 +1022,7 @@ mod tests {
                     after: Millis(10),
                 },
             );
-            w.inject(&Fault::Pause { node: b });
+            w.inject(&Fault::Pause { node: b }).unwrap();
             w.run_for(Millis(100));
             assert!(
                 w.slot(b).held.iter().any(|e| matches!(
@@ -979,7 +1038,7 @@ mod tests {
                 w.apply(b, Effect::CancelTimer(Timer::Sync));
             }
             let before = served_to_b(&w);
-            w.heal(&Fault::Pause { node: b });
+            w.heal(&Fault::Pause { node: b }).unwrap();
             w.run_for(Millis::secs(1));
             let fetched = served_to_b(&w) > before;
             assert_eq!(
@@ -1016,11 +1075,11 @@ mod tests {
             w.run_for(Millis(1));
         }
         let stop = Fault::Stop { node: a };
-        w.inject(&stop);
+        w.inject(&stop).unwrap();
         assert_eq!(w.role(a), Role::Stopped);
         assert!(w.slot(a).proc.is_some(), "waits for its poll to arrive");
         w.run_for(Millis(100));
-        w.heal(&stop);
+        w.heal(&stop).unwrap();
         w.run_for(Millis::secs(5));
         let started = w
             .history()

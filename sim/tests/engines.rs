@@ -75,7 +75,7 @@ macro_rules! engine_tests {
                 let u = w.send_chat("ping 1");
                 w.run_for(Millis::secs(2));
                 assert_eq!(w.answered_by(u), Some(A));
-                w.inject(&Fault::Kill { node: A });
+                w.inject(&Fault::Kill { node: A }).unwrap();
                 let u2 = w.send_chat("ping 2");
                 w.run_for(Millis::secs(30));
                 assert_eq!(w.role(B), Role::Leader);
@@ -106,7 +106,7 @@ macro_rules! engine_tests {
                 let run = |seed: u64| {
                     let mut w = fenced_pair(seed);
                     w.send_chat("ping");
-                    w.inject(&Fault::Crash { node: A });
+                    w.inject(&Fault::Crash { node: A }).unwrap();
                     w.run_for(Millis::secs(20));
                     w.into_history()
                 };
@@ -123,7 +123,7 @@ macro_rules! engine_tests {
                     a: Endpoint::Node(A),
                     b: Endpoint::LeaseStore,
                 };
-                w.inject(&cut);
+                w.inject(&cut).unwrap();
                 let cut_at = w.now();
                 w.run_for(Millis::secs(30));
                 assert_eq!(
@@ -161,7 +161,7 @@ macro_rules! engine_tests {
                 assert_eq!(w.answered_by(u), Some(B));
                 assert_eq!(conflicts(&w), 0);
 
-                w.heal(&cut);
+                w.heal(&cut).unwrap();
                 w.run_for(Millis::secs(20));
                 assert_eq!(
                     w.role(B),

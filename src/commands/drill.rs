@@ -176,8 +176,7 @@ pub struct ReplayArgs {
 
 /// Reads and parses a scenario file, with errors that name the file, line and column.
 pub fn load(path: &Path) -> anyhow::Result<Scenario> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read scenario file {}", path.display()))?;
+    let text = crate::input::read_text(path, "a scenario file", crate::input::MAX_TEXT_BYTES)?;
     Scenario::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
@@ -243,6 +242,10 @@ pub fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
     let scenario = load(&args.scenario)?;
     let profile = scenario.profile(args.profile);
     let seed = args.seed.unwrap_or(scenario.seed);
+    // Values the profile's model does not cover run anyway, with the reason up front.
+    for warning in lifeboat_model::limits::model_warnings(&scenario, &profile) {
+        eprintln!("warning: {warning}");
+    }
     if !args.quiet {
         println!(
             "lifeboat drill {} · profile {} · backend {:?} · seed {seed}{}",

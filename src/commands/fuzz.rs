@@ -38,12 +38,12 @@ pub struct FuzzArgs {
     /// Run only shard I of N (`0/4`): case i belongs to shard i mod N. For batch systems.
     #[arg(long, value_parser = parse_shard)]
     pub shard: Option<(u64, u64)>,
-    /// Worker threads (default: the machine's cores).
-    #[arg(long)]
-    pub jobs: Option<usize>,
-    /// The most faults one case draws.
-    #[arg(long, default_value_t = 8)]
-    pub max_faults: usize,
+    /// Worker threads (default: the machine's cores; at most 1024).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
+    /// The most faults one case draws (at most `limits::MAX_FAULTS_PER_PLAN`, 64).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(0..=lifeboat_model::limits::MAX_FAULTS_PER_PLAN as i64))]
+    pub max_faults: u16,
     /// Where failures (scenario files) and the summary are written.
     #[arg(long, default_value = "fuzz-failures")]
     pub out: PathBuf,
@@ -150,6 +150,7 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<ExitCode> {
     let ids: Vec<u64> = (0..args.cases).filter(|i| i % shards == shard).collect();
     let jobs = args
         .jobs
+        .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     std::fs::create_dir_all(&args.out)
@@ -187,7 +188,7 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<ExitCode> {
                     break;
                 }
                 let seed = case_seed(args.seed, i);
-                let plan = random_plan(seed, &profile, args.max_faults);
+                let plan = random_plan(seed, &profile, usize::from(args.max_faults));
                 let outcome = run_case(seed, &profile, &plan, args.engine);
                 let mut det = None;
                 if args.check_determinism_every > 0 && i % args.check_determinism_every == 0 {
@@ -300,6 +301,6 @@ fn merge(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
 }
 
 fn read_summary(p: &Path) -> anyhow::Result<Summary> {
-    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let text = crate::input::read_text(p, "a fuzz summary", crate::input::MAX_TEXT_BYTES)?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a fuzz summary", p.display()))
 }

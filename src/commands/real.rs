@@ -53,7 +53,12 @@ pub fn run(
     seed: u64,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Outcome> {
-    let target = Target::load(&args.target)?;
+    let target_text = crate::input::read_text(
+        &args.target,
+        "a target profile",
+        crate::input::MAX_TEXT_BYTES,
+    )?;
+    let target = Target::parse(&target_text, &args.target.display().to_string())?;
     let hosts: BTreeMap<_, _> = args.hosts.iter().cloned().collect();
     for n in hosts.keys() {
         anyhow::ensure!(

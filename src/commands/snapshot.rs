@@ -14,7 +14,12 @@
 //! entry of its `files` map.
 //!
 //! Exit codes: 0 ok, 1 refused (or weaknesses found), 2 bad input.
+//!
+//! Bundles are read as hostile input (`crate::input`): every file inside one is read
+//! without following a symlink, with a size limit, and gzip members inflate only up to a
+//! limit; text from a manifest is printed with its control characters escaped.
 
+use crate::input::{self, escape_control, MAX_BUNDLE_BYTES, MAX_BUNDLE_FILE_BYTES, MAX_TEXT_BYTES};
 use anyhow::{anyhow, bail, Context};
 use clap::{ArgGroup, Args, Subcommand};
 use lifeboat_model::bootstrap::BootstrapManifest;
@@ -25,7 +30,7 @@ use lifeboat_model::time::{parse_duration, Millis};
 use lifeboat_model::v1;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -266,8 +271,7 @@ fn show_time(ms: Millis) -> String {
 }
 
 fn read_key_file(path: &Path) -> anyhow::Result<SnapshotKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let text = input::read_text(path, "a key file", MAX_TEXT_BYTES)?;
     let bytes = hex::decode(text.trim()).map_err(|_| {
         anyhow!(
             "key file {}: expected 64 hex characters (a seed written by `lifeboat snapshot keygen`)",
@@ -290,11 +294,23 @@ fn parse_pubkey(text: &str) -> anyhow::Result<TrustedKey> {
     })
 }
 
-/// Reads JSON, naming the file, the line and column, and what the file should hold.
+/// Reads JSON from a file the user named, naming the file, the line and column, and what
+/// the file should hold.
 fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {} ({what})", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
+    let text = input::read_text(path, what, MAX_TEXT_BYTES)?;
+    parse_json(path, &text, what)
+}
+
+/// Reads JSON from the file `name` inside a bundle, never through a symlink.
+fn read_bundle_json<T: DeserializeOwned>(dir: &Path, name: &str, what: &str) -> anyhow::Result<T> {
+    let bytes = input::read_in_bundle(dir, name, what, MAX_BUNDLE_FILE_BYTES)?;
+    let path = dir.join(name);
+    let text = input::text_from_bytes(&path, what, bytes)?;
+    parse_json(&path, &text, what)
+}
+
+fn parse_json<T: DeserializeOwned>(path: &Path, text: &str, what: &str) -> anyhow::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
         // serde_json ends its message with " at line L column C"; it is said up front here.
         let msg = e.to_string();
         let msg = msg
@@ -338,7 +354,7 @@ struct Tree {
 }
 
 fn read_tree(root: &Path) -> anyhow::Result<Tree> {
-    fn walk(dir: &Path, prefix: &str, tree: &mut Tree) -> anyhow::Result<()> {
+    fn walk(dir: &Path, prefix: &str, tree: &mut Tree, total: &mut u64) -> anyhow::Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read directory {}", dir.display()))?
             .collect::<Result<_, _>>()
@@ -360,10 +376,16 @@ fn read_tree(root: &Path) -> anyhow::Result<Tree> {
             // symlink_metadata: a link is not followed, so a bundle cannot point outside.
             let kind = entry.path().symlink_metadata()?.file_type();
             if kind.is_dir() {
-                walk(&entry.path(), &rel, tree)?;
+                walk(&entry.path(), &rel, tree, total)?;
             } else if kind.is_file() {
-                let bytes = std::fs::read(entry.path())
-                    .with_context(|| format!("cannot read {}", entry.path().display()))?;
+                let bytes = input::read_in_bundle(dir, name, "a file", MAX_BUNDLE_FILE_BYTES)?;
+                *total += bytes.len() as u64;
+                if *total > MAX_BUNDLE_BYTES {
+                    bail!(
+                        "{}: the files add up to more than {MAX_BUNDLE_BYTES} bytes, the limit",
+                        dir.display()
+                    );
+                }
                 tree.files.insert(rel, bytes);
             } else {
                 tree.others.push(rel);
@@ -375,7 +397,7 @@ fn read_tree(root: &Path) -> anyhow::Result<Tree> {
         files: BTreeMap::new(),
         others: Vec::new(),
     };
-    walk(root, "", &mut tree)?;
+    walk(root, "", &mut tree, &mut 0)?;
     Ok(tree)
 }
 
@@ -463,16 +485,26 @@ struct OnDisk {
 }
 
 fn read_bundle(dir: &Path) -> anyhow::Result<OnDisk> {
-    let manifest: SignedManifest = read_json(
-        &dir.join("manifest.json"),
+    let manifest: SignedManifest = read_bundle_json(
+        dir,
+        "manifest.json",
         "a lifeboat signed manifest (`manifest` and `signature`)",
     )?;
-    let chain: Vec<SignedManifest> = read_json(
-        &dir.join("chain.json"),
+    let chain: Vec<SignedManifest> = read_bundle_json(
+        dir,
+        "chain.json",
         "an array of signed manifests, oldest first",
     )?;
     let files_dir = dir.join("files");
-    let tree = if files_dir.is_dir() {
+    // Not `is_dir`, which follows a link: `files` as a symlink would read another tree.
+    let files_kind = std::fs::symlink_metadata(&files_dir).map(|m| m.file_type());
+    if files_kind.as_ref().is_ok_and(|k| k.is_symlink()) {
+        bail!(
+            "{}: a symbolic link; a bundle holds regular files only and is never read through a link",
+            files_dir.display()
+        );
+    }
+    let tree = if files_kind.is_ok_and(|k| k.is_dir()) {
         read_tree(&files_dir)?
     } else {
         Tree {
@@ -551,8 +583,7 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let (trusted, bootstrap) = match (&a.key, &a.manifest) {
         (Some(k), _) => (parse_pubkey(k)?, None),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read bootstrap manifest {}", path.display()))?;
+            let text = input::read_text(path, "a bootstrap manifest", MAX_TEXT_BYTES)?;
             let m = BootstrapManifest::from_json(&text)
                 .map_err(|e| anyhow!("{}: {e}", path.display()))?;
             (
@@ -571,7 +602,8 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let manifest_path = a.bundle.join("manifest.json");
     if manifest_path.is_file() {
-        let value: serde_json::Value = read_json(&manifest_path, "a JSON manifest")?;
+        let value: serde_json::Value =
+            read_bundle_json(&a.bundle, "manifest.json", "a JSON manifest")?;
         if value.get("contentHash").is_some() && value.get("publicKeyPem").is_some() {
             return verify_v1(&a, &trusted);
         }
@@ -666,23 +698,29 @@ fn verify_lifeboat(
     Ok(ExitCode::SUCCESS)
 }
 
-fn gunzip(path: &Path) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("not gzip: {e}"))?;
-    Ok(out)
+/// Reads `<key>.gz` inside the bundle (no symlinks, size-limited) and inflates it up to
+/// the one-file limit. The error says which: missing, a link, too large or not gzip.
+fn gunzip_in_bundle(bundle: &Path, key: &str) -> Result<Vec<u8>, String> {
+    let compressed = input::read_in_bundle(
+        bundle,
+        &format!("{key}.gz"),
+        "a gzip file",
+        MAX_BUNDLE_FILE_BYTES,
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    input::gunzip_limited(&compressed, MAX_BUNDLE_FILE_BYTES)
+        .map_err(|e| format!("{}: {e}", bundle.join(format!("{key}.gz")).display()))
 }
 
 fn verify_v1(a: &VerifyArgs, pinned: &TrustedKey) -> anyhow::Result<ExitCode> {
-    let manifest_path = a.bundle.join("manifest.json");
-    let manifest: v1::V1Manifest = read_json(
-        &manifest_path,
+    let manifest: v1::V1Manifest = read_bundle_json(
+        &a.bundle,
+        "manifest.json",
         "an OpenTrident v1 manifest (version, snapshotId, parentSnapshotId, generatedAt, instanceId, contentHash, files, signature, publicKeyPem)",
     )?;
     let mut findings = Vec::new();
     let mut files = BTreeMap::new();
+    let mut total: u64 = 0;
     for key in manifest.files.keys() {
         if !snapshot::is_safe_path(key) {
             // OpenTrident would read `<bundle>/<key>.gz` wherever that leads; we do not.
@@ -691,14 +729,18 @@ fn verify_v1(a: &VerifyArgs, pinned: &TrustedKey) -> anyhow::Result<ExitCode> {
             ));
             continue;
         }
-        let path = format!("{key}.gz")
-            .split('/')
-            .fold(a.bundle.clone(), |p, part| p.join(part));
-        match gunzip(&path) {
+        match gunzip_in_bundle(&a.bundle, key) {
             Ok(bytes) => {
+                total += bytes.len() as u64;
+                if total > MAX_BUNDLE_BYTES {
+                    bail!(
+                        "{}: the files inflate to more than {MAX_BUNDLE_BYTES} bytes together, the limit",
+                        a.bundle.display()
+                    );
+                }
                 files.insert(key.clone(), bytes);
             }
-            Err(e) => findings.push(format!("{}: {e}", path.display())),
+            Err(e) => findings.push(e),
         }
     }
     for (key, entry) in &manifest.files {
@@ -714,10 +756,9 @@ fn verify_v1(a: &VerifyArgs, pinned: &TrustedKey) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if !manifest
-        .snapshot_id
-        .ends_with(&manifest.content_hash[..manifest.content_hash.len().min(8)])
-    {
+    // By characters, not bytes: a hostile contentHash may hold multi-byte ones.
+    let hash_prefix: String = manifest.content_hash.chars().take(8).collect();
+    if !manifest.snapshot_id.ends_with(&hash_prefix) {
         findings.push(format!(
             "snapshotId {} does not end in the first 8 hex of contentHash {} (OpenTrident's verifier does not look)",
             manifest.snapshot_id, manifest.content_hash
@@ -725,22 +766,29 @@ fn verify_v1(a: &VerifyArgs, pinned: &TrustedKey) -> anyhow::Result<ExitCode> {
     }
     let bundle = v1::V1Bundle { manifest, files };
     let id = &bundle.manifest.snapshot_id;
-    println!("OpenTrident v1 bundle {id} in {}", a.bundle.display());
+    println!(
+        "OpenTrident v1 bundle {} in {}",
+        escape_control(id),
+        a.bundle.display()
+    );
     match v1::verify(&bundle) {
         Ok(()) => println!(
             "OpenTrident's own verifier (verifySnapshot) ACCEPTS it: contentHash matches and the signature verifies against the embedded key"
         ),
-        Err(e) => println!("OpenTrident's own verifier (verifySnapshot) REFUSES it: {e}"),
+        Err(e) => println!(
+            "OpenTrident's own verifier (verifySnapshot) REFUSES it: {}",
+            escape_control(&e.to_string())
+        ),
     }
     let weaknesses = v1::weaknesses(&bundle.manifest, Some(pinned));
     println!("weaknesses ({}):", weaknesses.len());
     for w in &weaknesses {
-        println!("  - {w}");
+        println!("  - {}", escape_control(&w.to_string()));
     }
     if !findings.is_empty() {
         println!("findings in this bundle ({}):", findings.len());
         for f in &findings {
-            println!("  - {f}");
+            println!("  - {}", escape_control(f));
         }
     }
     if a.trust_state.is_some() {
@@ -777,18 +825,22 @@ fn v1_create(a: V1CreateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn manifest_check(a: CheckArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&a.file)
-        .with_context(|| format!("cannot read bootstrap manifest {}", a.file.display()))?;
-    let m =
-        BootstrapManifest::from_json(&text).map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
+    let text = input::read_text(&a.file, "a bootstrap manifest", MAX_TEXT_BYTES)?;
+    let m = BootstrapManifest::from_json(&text)
+        .map_err(|e| anyhow!("{}: {}", a.file.display(), escape_control(&e.to_string())))?;
     for w in m.warnings() {
-        println!("warning: {w}");
+        println!("warning: {}", escape_control(&w.to_string()));
     }
     let head = match (&a.head, &a.head_file) {
-        (Some(h), _) => h.trim().to_string(),
+        (Some(h), _) => {
+            let h = h.trim().to_string();
+            if h.is_empty() {
+                bail!("--head is empty: expected a snapshot id such as snap-4-1a2b3c4d");
+            }
+            h
+        }
         (None, Some(p)) => {
-            let h = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read head file {}", p.display()))?;
+            let h = input::read_text(p, "a head file", MAX_TEXT_BYTES)?;
             let h = h.trim().to_string();
             if h.is_empty() {
                 bail!("head file {}: empty; expected a snapshot id", p.display());
@@ -799,18 +851,22 @@ fn manifest_check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "{}: well-formed, names {}; staleness not checked (give --head ID or --head-file PATH)",
                 a.file.display(),
-                m.snapshot_head
+                escape_control(&m.snapshot_head)
             );
             return Ok(ExitCode::SUCCESS);
         }
     };
     match m.check_fresh(&head) {
         Ok(()) => {
-            println!("{}: fresh: names the head {head}", a.file.display());
+            println!(
+                "{}: fresh: names the head {}",
+                a.file.display(),
+                escape_control(&head)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{}: {e}", a.file.display());
+            eprintln!("{}: {}", a.file.display(), escape_control(&e.to_string()));
             Ok(ExitCode::from(1))
         }
     }
