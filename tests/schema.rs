@@ -944,7 +944,28 @@ fn the_schema_and_the_parser_agree_on_every_other_key() {
             json!({"fenced": "maybe"}),
             json!({"v1": "fail"}),
             json!({"fenced": "PASS"}),
+            json!({"opentrident-v1": {"verdict": "fail", "violated": ["leader-exclusive", "2"], "failed_criteria": [1, 2]}}),
+            json!({"opentrident-v1": {"verdict": "fail"}}),
+            json!({"fenced": {"violated": []}}),
+            json!({"fenced": {"verdict": "pass", "violated": ["split-brain"]}}),
+            json!({"fenced": {"verdict": "pass", "failed_criteria": [-1]}}),
+            json!({"fenced": {"verdict": "pass", "bogus": 1}}),
         ],
+    );
+    set(
+        "/cluster/hostnames",
+        vec![
+            json!({}),
+            json!({"a": "box", "b": "box"}),
+            json!({"a": ""}),
+            json!({"a": " "}),
+            json!({"A": "box"}),
+            json!({"a": 1}),
+        ],
+    );
+    set(
+        "/profiles/opentrident-v1/docs_claim_conflict_exit_after",
+        vec![json!(10), json!(0), json!(-1), json!("10")],
     );
     set("/description", vec![json!(""), json!(1)]);
     set("/name", vec![json!(""), json!(1)]);
@@ -1096,7 +1117,8 @@ fn the_schema_shows_the_model_defaults() {
         &s,
         "/definitions/v1-params/properties",
         &serde_json::to_value(V1Params::default()).expect("JSON"),
-        &[],
+        // The docs' 409 escalation: absent (never) by default.
+        &["docs_claim_conflict_exit_after"],
     );
     same_defaults(
         &s,

@@ -24,6 +24,9 @@ pub struct ClusterNode {
     pub host: String,
     /// True for the primary that starts with state; false for a blank node.
     pub primary: bool,
+    /// A hostname the scenario gives it (OpenTrident's lock identity hashes it); `None`
+    /// for its own, as a container's id is.
+    pub hostname: Option<String>,
 }
 
 /// What a backend must build before a drill starts.

@@ -1465,10 +1465,7 @@ impl Node {
             Input::Timer(Timer::Cycle) => {
                 if self.role == Role::Leader {
                     self.v1_heartbeat(clock, p, out);
-                    out.push(Effect::SetTimer {
-                        timer: Timer::Cycle,
-                        after: p.heartbeat_every,
-                    });
+                    self.v1_schedule_heartbeat(p, out);
                 }
             }
             Input::Timer(Timer::PollRetry) => self.v1_poll(p, out),
@@ -1476,12 +1473,19 @@ impl Node {
             Input::Stop => {
                 self.stopping = true;
                 if self.role == Role::Leader {
-                    // cleanup(): only telegram-bot is released.
+                    // cleanup() starts releaseLock(telegram-bot), the only scope it frees,
+                    // and does not await it: the process exits before the read-modify-write
+                    // can finish, so the write never lands here.
                     self.v1_lock_read(LockOp::ReleaseOnStop, out);
+                    self.set_role(
+                        Role::Stopped,
+                        "SIGTERM: release of telegram-bot started, not awaited",
+                        out,
+                    );
                 } else {
                     self.set_role(Role::Stopped, "SIGTERM", out);
-                    out.push(Effect::Exit { code: 0 });
                 }
+                out.push(Effect::Exit { code: 0 });
             }
             Input::Response { .. } => unreachable!("handled in step"),
         }
@@ -1543,10 +1547,7 @@ impl Node {
                     for scope in ["telegram-bot", "planner-write", "public-channel"] {
                         self.v1_lock_read(LockOp::AcquireScope(scope), out);
                     }
-                    out.push(Effect::SetTimer {
-                        timer: Timer::Cycle,
-                        after: p.heartbeat_every,
-                    });
+                    self.v1_schedule_heartbeat(p, out);
                     self.v1_poll(p, out);
                 }
                 LockOp::FollowerAcquire => {
@@ -1556,10 +1557,6 @@ impl Node {
                         out,
                     );
                     out.push(Effect::Exit { code: 42 });
-                }
-                LockOp::ReleaseOnStop => {
-                    self.set_role(Role::Stopped, "SIGTERM: released telegram-bot only", out);
-                    out.push(Effect::Exit { code: 0 });
                 }
                 _ => {}
             },
@@ -1581,10 +1578,11 @@ impl Node {
                 if code == 409 {
                     self.conflicts += 1;
                     self.conflicts_in_a_row += 1;
-                    if p.conflict_exit_after
+                    // The code at 833aef7 has no 409 handling: the poller retries. Only
+                    // the docs' escalation (opt-in) exits 42, the code of a takeover.
+                    if p.docs_claim_conflict_exit_after
                         .is_some_and(|n| self.conflicts_in_a_row >= n)
                     {
-                        // The planned escalation: exit 42, the same code as a takeover.
                         self.set_role(
                             Role::Stopped,
                             format!(
@@ -1703,8 +1701,10 @@ impl Node {
                     ),
                 };
                 self.acquire_why = why;
+                // acquireLock keeps acquiredAt only when it refreshes its own fresh
+                // entry; an absent, stale (even its own) or foreign one is replaced whole.
                 let acquired = entry
-                    .filter(|e| e.instance_id == me)
+                    .filter(|e| e.instance_id == me && !stale(e))
                     .map_or(now, |e| e.acquired_at);
                 doc.locks.insert(
                     "leader-heartbeat".into(),
@@ -1717,8 +1717,12 @@ impl Node {
                     .entry(scope)
                     .is_none_or(|e| stale(e) || e.instance_id == me);
                 if free {
+                    let acquired = doc
+                        .entry(scope)
+                        .filter(|e| e.instance_id == me && !stale(e))
+                        .map_or(now, |e| e.acquired_at);
                     doc.locks
-                        .insert(scope.into(), Some(self.v1_entry(scope, now, now)));
+                        .insert(scope.into(), Some(self.v1_entry(scope, now, acquired)));
                     self.v1_lock_write(LockOp::AcquireScope(scope), doc, out);
                 }
             }
@@ -1773,6 +1777,17 @@ impl Node {
                     });
                 }
             }
+        }
+    }
+
+    /// Arms the next heartbeat wake; with no heartbeat enabled (`heartbeat_every = 0s`)
+    /// `scheduleNext` arms nothing, and the lock is never refreshed.
+    fn v1_schedule_heartbeat(&self, p: &V1Params, out: &mut Vec<Effect>) {
+        if p.heartbeat_every > Millis::ZERO {
+            out.push(Effect::SetTimer {
+                timer: Timer::Cycle,
+                after: p.heartbeat_every,
+            });
         }
     }
 
@@ -2326,6 +2341,145 @@ mod tests {
             if let Err(e) = w.run(600_000) {
                 panic!("seed {seed}: {e}");
             }
+        }
+    }
+
+    // ------------------------------------------------------------------ opentrident-v1
+
+    fn v1_node(profile: V1Params) -> Node {
+        let key = SnapshotKey::from_seed([7; 32]);
+        let cfg = NodeConfig {
+            id: NodeId::parse("a").unwrap(),
+            profile: Profile::OpentridentV1(profile),
+            hostname: "a-000000000001".into(),
+            host: "h1".into(),
+            trusted_key: key.public(),
+            signing_key: key,
+        };
+        Node::new(cfg, Disk::primary())
+    }
+
+    fn lock_doc_with(entry: LockEntry) -> LockFileDoc {
+        let mut doc = LockFileDoc::empty(0);
+        doc.locks.insert(entry.scope.clone(), Some(entry));
+        doc
+    }
+
+    fn written_doc(out: &[Effect]) -> LockFileDoc {
+        let docs: Vec<LockFileDoc> = sends(out)
+            .into_iter()
+            .filter_map(|(_, r)| match r {
+                Request::LockFile(LockFileReq::Write(doc)) => Some(doc),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(docs.len(), 1, "one lock-file write expected in {out:#?}");
+        docs.into_iter().next().expect("checked")
+    }
+
+    /// Boots a v1 node to its acquireLock(leader-heartbeat) read at `t` ms.
+    fn v1_boot(n: &mut Node, t: u64) -> ReqId {
+        let mut out = Vec::new();
+        n.step(at(t), Input::Start, &mut out);
+        let mut out = Vec::new();
+        n.step(at(t), Input::Timer(Timer::Boot), &mut out);
+        only_send(&out, |r| matches!(r, Request::LockFile(LockFileReq::Read)))
+    }
+
+    #[test]
+    fn v1_reacquiring_its_own_stale_entry_resets_acquired_at_and_a_fresh_one_keeps_it() {
+        let stale_after = V1Params::default().stale_after.0;
+        for (age, keeps) in [(stale_after + 1, false), (stale_after, true), (1_000, true)] {
+            let mut n = v1_node(V1Params::default());
+            let now = 500_000;
+            let wall = at(now).wall.0;
+            let mine = n.v1_entry("leader-heartbeat", wall - age, 42);
+            let read = v1_boot(&mut n, now);
+            let out = answer(
+                &mut n,
+                now,
+                read,
+                Response::LockFile(LockFileResp::Contents(Some(lock_doc_with(mine)))),
+            );
+            let entry = written_doc(&out)
+                .entry("leader-heartbeat")
+                .cloned()
+                .expect("the acquire writes its entry");
+            let want = if keeps { 42 } else { wall };
+            assert_eq!(
+                entry.acquired_at, want,
+                "own entry {age} ms old: acquiredAt {} expected {want}",
+                entry.acquired_at
+            );
+            assert_eq!(entry.last_seen_at, wall);
+        }
+    }
+
+    #[test]
+    fn v1_sigterm_starts_the_telegram_bot_release_and_exits_without_awaiting_it() {
+        let mut n = v1_node(V1Params::default());
+        let read = v1_boot(&mut n, 0);
+        let out = answer(
+            &mut n,
+            0,
+            read,
+            Response::LockFile(LockFileResp::Contents(None)),
+        );
+        let write = only_send(&out, |r| {
+            matches!(r, Request::LockFile(LockFileReq::Write(_)))
+        });
+        answer(&mut n, 0, write, Response::LockFile(LockFileResp::Written));
+        assert_eq!(n.role, Role::Leader);
+        let mut out = Vec::new();
+        n.step(at(1_000), Input::Stop, &mut out);
+        only_send(&out, |r| matches!(r, Request::LockFile(LockFileReq::Read)));
+        let exit = out
+            .iter()
+            .position(|e| matches!(e, Effect::Exit { code: 0 }));
+        assert!(
+            exit.is_some(),
+            "the process exits in the same step: {out:#?}"
+        );
+        assert_eq!(n.role, Role::Stopped);
+    }
+
+    #[test]
+    fn v1_a_leader_keeps_polling_through_409s_unless_the_docs_escalation_is_set() {
+        for (exit_after, exits) in [(None, false), (Some(3), true)] {
+            let mut n = v1_node(V1Params {
+                docs_claim_conflict_exit_after: exit_after,
+                ..V1Params::default()
+            });
+            let read = v1_boot(&mut n, 0);
+            let out = answer(
+                &mut n,
+                0,
+                read,
+                Response::LockFile(LockFileResp::Contents(None)),
+            );
+            let write = only_send(&out, |r| {
+                matches!(r, Request::LockFile(LockFileReq::Write(_)))
+            });
+            let out = answer(&mut n, 0, write, Response::LockFile(LockFileResp::Written));
+            let mut poll = only_send(&out, is_poll);
+            let mut exited = false;
+            for i in 0..20u64 {
+                let conflict = Response::Telegram(TgResp::Error {
+                    code: 409,
+                    description: "Conflict".into(),
+                    retry_after: None,
+                });
+                let out = answer(&mut n, 10 + i * 2_000, poll, conflict);
+                if out.iter().any(|e| matches!(e, Effect::Exit { code: 42 })) {
+                    exited = true;
+                    break;
+                }
+                let mut out = Vec::new();
+                n.step(at(11 + i * 2_000), Input::Timer(Timer::PollRetry), &mut out);
+                poll = only_send(&out, is_poll);
+            }
+            assert_eq!(exited, exits, "escalation {exit_after:?}");
+            assert_eq!(n.role == Role::Leader, !exits);
         }
     }
 }

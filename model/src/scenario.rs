@@ -47,6 +47,84 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// What a scenario expects of one profile: the verdict, and for a run that is not a pass
+/// the invariants violated and the success criteria failed, each compared exactly.
+///
+/// The short form `fenced = "pass"` is a pass with nothing violated and nothing failed;
+/// the long form is a table, `[expect.opentrident-v1]` with `verdict`, `violated` and
+/// `failed_criteria`. A short `"fail"` or `"unknown"` leaves both sets unstated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Expectation {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The invariants violated, by name (`None`: not stated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub violated: Option<BTreeSet<String>>,
+    /// The success criteria not met, by number (`None`: not stated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_criteria: Option<BTreeSet<u32>>,
+}
+
+impl Expectation {
+    /// The expectation the short form `"<verdict>"` means.
+    pub fn short(verdict: Verdict) -> Expectation {
+        let nothing = verdict == Verdict::Pass;
+        Expectation {
+            verdict,
+            violated: nothing.then(BTreeSet::new),
+            failed_criteria: nothing.then(BTreeSet::new),
+        }
+    }
+
+    /// Whether both sets are stated, so a run can be compared with it exactly.
+    pub fn is_complete(&self) -> bool {
+        self.violated.is_some() && self.failed_criteria.is_some()
+    }
+}
+
+/// The long form of an expectation, as the file writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectationTable {
+    verdict: Verdict,
+    #[serde(default)]
+    violated: Option<BTreeSet<String>>,
+    #[serde(default)]
+    failed_criteria: Option<BTreeSet<u32>>,
+}
+
+impl<'de> Deserialize<'de> for Expectation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = Expectation;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a verdict (\"pass\", \"fail\" or \"unknown\") or a table with `verdict`, `violated` and `failed_criteria`",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Expectation, E> {
+                let verdict = Verdict::deserialize(serde::de::value::StrDeserializer::<E>::new(v))?;
+                Ok(Expectation::short(verdict))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Expectation, A::Error> {
+                let t = ExpectationTable::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(Expectation {
+                    verdict: t.verdict,
+                    violated: t.violated,
+                    failed_criteria: t.failed_criteria,
+                })
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
 /// A condition a step waits for or holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -241,8 +319,14 @@ pub struct ClusterSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub primary: Vec<NodeId>,
     /// Hosts, when nodes share one (default: each node its own host named after it).
+    /// Nodes on one host share its state directory, hence OpenTrident's lock file.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hosts: BTreeMap<NodeId, String>,
+    /// Hostnames, when nodes share one (default: each node its own, as each container
+    /// has its own id). OpenTrident's lock identity hashes the hostname, so nodes given
+    /// one hostname are one instance to the lock; independent of `hosts`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hostnames: BTreeMap<NodeId, String>,
 }
 
 /// Simulated network settings.
@@ -308,9 +392,9 @@ pub struct Scenario {
     /// Timing overrides per profile.
     #[serde(default)]
     pub profiles: ProfileOverrides,
-    /// The verdict expected per profile.
+    /// The outcome expected per profile.
     #[serde(default)]
-    pub expect: BTreeMap<ProfileName, Verdict>,
+    pub expect: BTreeMap<ProfileName, Expectation>,
     /// Invariants to check (names or numbers; default all eight).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invariants: Vec<String>,
@@ -473,8 +557,28 @@ impl Scenario {
                 Err(format!("node `{n}` is not in the cluster ({names})"))
             }
         };
-        for n in self.cluster.primary.iter().chain(self.cluster.hosts.keys()) {
+        for n in self
+            .cluster
+            .primary
+            .iter()
+            .chain(self.cluster.hosts.keys())
+            .chain(self.cluster.hostnames.keys())
+        {
             known(n).map_err(|m| (None, format!("cluster: {m}")))?;
+        }
+        for (n, hostname) in &self.cluster.hostnames {
+            if hostname.trim().is_empty() {
+                return Err((
+                    None,
+                    format!("cluster.hostnames.{n}: empty; expected a hostname such as \"box\""),
+                ));
+            }
+        }
+        for (profile, e) in &self.expect {
+            for inv in e.violated.iter().flatten() {
+                Invariant::parse(inv)
+                    .map_err(|m| (None, format!("expect.{profile}.violated: {m}")))?;
+            }
         }
         for inv in &self.invariants {
             if inv != "all" {
@@ -567,6 +671,7 @@ impl Scenario {
                         .cloned()
                         .unwrap_or_else(|| n.to_string()),
                     primary: primaries.contains(n),
+                    hostname: self.cluster.hostnames.get(n).cloned(),
                 })
                 .collect(),
             profile,

@@ -148,6 +148,11 @@ impl Backend for SimBackend {
         let mut cfg = WorldConfig::new(cluster.seed, cluster.profile.clone(), nodes);
         cfg.latency_min = cluster.latency_min;
         cfg.latency_max = cluster.latency_max.max(cluster.latency_min);
+        cfg.hostnames = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.id, n.hostname.clone()?)))
+            .collect();
         self.world = Some(match self.engine {
             Engine::Fast => {
                 let mut world = World::new(cfg);

@@ -255,6 +255,7 @@ pub fn case_scenario(seed: u64, profile: &Profile, plan: &FaultPlan) -> Scenario
             nodes: NODES.to_vec(),
             primary: vec![NODES[0]],
             hosts: BTreeMap::new(),
+            hostnames: BTreeMap::new(),
         },
         network: NetworkSpec::default(),
         profiles,

@@ -223,6 +223,7 @@ pub fn takeover_scenario(profile: &Profile, loss: LossKind, seed: u64) -> Scenar
             nodes: vec![a, b, c],
             primary: vec![a],
             hosts: BTreeMap::new(),
+            hostnames: BTreeMap::new(),
         },
         network: NetworkSpec::default(),
         profiles,

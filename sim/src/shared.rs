@@ -335,8 +335,10 @@ impl RestartBackoff {
     }
 }
 
-/// The configuration of a node process: the hostname (which v1's identity hashes) is the
-/// host's plus the container generation, as a container id would be.
+/// The configuration of a node process. The hostname (which v1's identity hashes) is the
+/// one the scenario gives the node (`docker run --hostname`, kept across restarts), else
+/// the node's own container id: the node's name plus the container generation, so nodes
+/// sharing a host (a state directory) still have distinct identities, as containers do.
 pub(crate) fn node_config(
     cfg: &WorldConfig,
     service_key: &SnapshotKey,
@@ -347,7 +349,11 @@ pub(crate) fn node_config(
     NodeConfig {
         id: node,
         profile: cfg.profile.clone(),
-        hostname: format!("{host}-{container:012x}"),
+        hostname: cfg
+            .hostnames
+            .get(&node)
+            .cloned()
+            .unwrap_or_else(|| format!("{node}-{container:012x}")),
         host: host.to_string(),
         signing_key: service_key.clone(),
         trusted_key: service_key.public(),

@@ -72,6 +72,9 @@ pub struct WorldConfig {
     pub latency_max: Millis,
     /// Longest lock-file operation.
     pub disk_latency_max: Millis,
+    /// Hostnames the scenario gives nodes; a node not named has its own (see
+    /// `shared::node_config`).
+    pub hostnames: BTreeMap<NodeId, String>,
 }
 
 impl WorldConfig {
@@ -84,6 +87,7 @@ impl WorldConfig {
             latency_min: Millis(1),
             latency_max: Millis(20),
             disk_latency_max: Millis(5),
+            hostnames: BTreeMap::new(),
         }
     }
 }

@@ -314,9 +314,10 @@ pub fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
         print_summary(&report);
     }
     if let Some(expected) = scenario.expect.get(&profile.name()) {
-        if *expected != report.verdict && !quiet {
+        if expected.verdict != report.verdict && !quiet {
             println!(
-                "note: the scenario expects {expected} for {}",
+                "note: the scenario expects {} for {}",
+                expected.verdict,
                 profile.name()
             );
         }
