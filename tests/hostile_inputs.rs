@@ -161,7 +161,9 @@ fn zero_periods_are_refused_with_the_key() {
         ("fenced", "renew_every"),
         ("fenced", "follower_sync_every"),
         ("fenced", "snapshot_every"),
-        ("opentrident-v1", "heartbeat_every"),
+        // (v1's `heartbeat_every = "0s"` is OpenTrident's heartbeat-disabled runner, which
+        // arms no timer: allowed, see `model::limits::check_v1`.)
+        ("opentrident-v1", "follower_poll"),
     ] {
         let text = with(&format!("\n[profiles.{section}]\n{key} = \"0ms\"\n"));
         let e = refused(&text);

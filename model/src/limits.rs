@@ -157,7 +157,6 @@ pub fn check_v1(p: &V1Params) -> Result<(), String> {
     let s = "opentrident-v1";
     for (key, value) in [
         ("stale_after", p.stale_after),
-        ("heartbeat_every", p.heartbeat_every),
         ("follower_poll", p.follower_poll),
         ("restart_backoff_first", p.restart_backoff_first),
         ("restart_backoff_max", p.restart_backoff_max),
@@ -170,6 +169,10 @@ pub fn check_v1(p: &V1Params) -> Result<(), String> {
         at_most(s, key, value, MAX_DURATION)?;
     }
     at_most(s, "boot_time", p.boot_time, MAX_DURATION)?;
+    // `0s` is OpenTrident's runner with no heartbeat enabled (no timer is armed, the lock
+    // is never refreshed), a configuration the code allows; it arms nothing, so it cannot
+    // spin.
+    at_most(s, "heartbeat_every", p.heartbeat_every, MAX_DURATION)?;
     if p.restart_backoff_first > p.restart_backoff_max {
         return Err(format!(
             "{s}.restart_backoff_first ({}) must not exceed restart_backoff_max ({})",
@@ -177,8 +180,8 @@ pub fn check_v1(p: &V1Params) -> Result<(), String> {
         ));
     }
     count(s, "stale_polls", p.stale_polls, 1)?;
-    if let Some(n) = p.conflict_exit_after {
-        count(s, "conflict_exit_after", n, 1)?;
+    if let Some(n) = p.docs_claim_conflict_exit_after {
+        count(s, "docs_claim_conflict_exit_after", n, 1)?;
     }
     Ok(())
 }
@@ -430,11 +433,17 @@ mod tests {
             "{e}"
         );
         let v = V1Params {
-            heartbeat_every: Millis::ZERO,
+            follower_poll: Millis::ZERO,
             ..V1Params::default()
         };
         let e = check_v1(&v).unwrap_err();
-        assert!(e.contains("opentrident-v1.heartbeat_every"), "{e}");
+        assert!(e.contains("opentrident-v1.follower_poll"), "{e}");
+        // A disabled heartbeat (OpenTrident's runner with none enabled) arms no timer.
+        let off = V1Params {
+            heartbeat_every: Millis::ZERO,
+            ..V1Params::default()
+        };
+        assert_eq!(check_v1(&off), Ok(()));
         let e = crate::time::parse_duration("18446744073709551615ms").unwrap_err();
         assert!(
             e.contains("`18446744073709551615ms`")
