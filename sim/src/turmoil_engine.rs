@@ -1376,7 +1376,7 @@ impl TurmoilWorld {
     pub fn inject(&mut self, fault: &Fault) {
         let now = self.now();
         let st = self.st_mut();
-        st.push(now, Event::Fault(fault.info()));
+        st.push(now, Event::Fault(fault.clone()));
         match fault {
             Fault::Kill { node } => {
                 let idx = st.idx(*node);
@@ -1434,7 +1434,7 @@ impl TurmoilWorld {
     pub fn heal(&mut self, fault: &Fault) {
         let now = self.now();
         let st = self.st_mut();
-        st.push(now, Event::Heal(fault.info()));
+        st.push(now, Event::Heal(fault.clone()));
         match fault {
             Fault::Kill { node } | Fault::Stop { node } => {
                 if self.slot(*node).proc.is_none() {

@@ -2,7 +2,7 @@
 //! hash as recorded. Cold restore trusts this chain, so it is judged from the history alone.
 
 use super::timeline::{short, t};
-use super::{Invariant, Report, Violation};
+use super::{Count, Invariant, Report, Violation};
 use crate::history::{Event, History};
 use crate::ids::NodeId;
 use crate::time::Millis;
@@ -148,7 +148,14 @@ pub(super) fn chain_intact(h: &History) -> Report {
         0,
         format!("{accepted} publishes accepted, {refused} refused; {head_words}; {restores} restores verified"),
     );
-    Report::new(inv, violations, notes)
+    Report::new(inv, violations, notes).counted(
+        &[
+            (Count::Publishes, accepted + refused),
+            (Count::Restores, restores),
+        ],
+        &[(Count::Heads, accepted)],
+        "no snapshot was published or restored",
+    )
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! by when they were sent rather than when they arrived.
 
 use super::timeline::{list_or_none, t, Timeline};
-use super::{Invariant, Report, Violation};
+use super::{Count, Invariant, Report, Violation};
 use crate::history::{Entry, Event, History};
 use crate::ids::NodeId;
 use crate::time::Millis;
@@ -263,7 +263,22 @@ pub(super) fn chat_answered(h: &History, tl: &Timeline) -> Report {
             strays.join(", ")
         ));
     }
-    Report::new(inv, violations, notes)
+    let reply_count: usize = replies.values().map(Vec::len).sum();
+    let answered_twice = sent
+        .iter()
+        .filter(|(update, ..)| replies.get(update).is_some_and(|rs| rs.len() > 1))
+        .count();
+    Report::new(inv, violations, notes).counted(
+        &[
+            (Count::MessagesSent, sent.len()),
+            (Count::Replies, reply_count),
+        ],
+        &[
+            (Count::MessagesAnswered, answered),
+            (Count::AnsweredTwice, answered_twice),
+        ],
+        "no chat message was sent",
+    )
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! follows the actual leader. Load balancers act on it, so a lie there routes users wrong.
 
 use super::timeline::{t, Timeline};
-use super::{CheckConfig, Invariant, Report, Violation};
+use super::{CheckConfig, Count, Invariant, Report, Violation};
 use crate::history::{Event, History, Role};
 
 pub(super) fn health_truthful(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
@@ -90,7 +90,11 @@ pub(super) fn health_truthful(h: &History, tl: &Timeline, cfg: &CheckConfig) -> 
         }
     }
     let notes = vec![format!("{probes} health probes, {ready} ready")];
-    Report::new(inv, violations, notes)
+    Report::new(inv, violations, notes).counted(
+        &[(Count::Probes, probes)],
+        &[],
+        "no health probe was recorded",
+    )
 }
 
 #[cfg(test)]

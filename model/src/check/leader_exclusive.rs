@@ -3,7 +3,7 @@
 //! split-brain judgement and its wording can be read (and changed) on their own.
 
 use super::timeline::{t, token_words, Iv, Timeline};
-use super::{Invariant, Report, Violation};
+use super::{Count, Invariant, Report, Violation};
 use crate::history::{Entry, Event, History, Role};
 use crate::ids::NodeId;
 
@@ -163,7 +163,27 @@ pub(super) fn leader_exclusive(h: &History, tl: &Timeline) -> Report {
     if tl.ivs.len() > SHOWN {
         notes.push(format!("… and {} more intervals", tl.ivs.len() - SHOWN));
     }
-    Report::new(inv, violations, notes)
+    let fenced_publishes = h
+        .iter()
+        .filter(|e| {
+            matches!(
+                &e.event,
+                Event::SnapshotPublished {
+                    token: Some(_),
+                    accepted: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    Report::new(inv, violations, notes).counted(
+        &[
+            (Count::LeaderIntervals, tl.ivs.len()),
+            (Count::TokenedPublishes, fenced_publishes),
+        ],
+        &[],
+        "no node acted as leader",
+    )
 }
 
 #[cfg(test)]

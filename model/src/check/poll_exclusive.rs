@@ -3,7 +3,7 @@
 //! leaders, so it is judged on its own.
 
 use super::timeline::t;
-use super::{Invariant, Report, Violation};
+use super::{Count, Invariant, Report, Violation};
 use crate::history::{Event, History, PollOutcome};
 use crate::ids::NodeId;
 use crate::time::Millis;
@@ -46,10 +46,12 @@ pub(super) fn poll_exclusive(h: &History) -> Report {
     let mut pairs: BTreeMap<(NodeId, NodeId), Vec<Conflict>> = BTreeMap::new();
     let (mut polls, mut foreign_ended_ours, mut ours_ended_foreign, mut unattributed) =
         (0usize, 0usize, 0usize, 0usize);
+    let mut our_polls = 0usize;
     for e in h.iter() {
         match &e.event {
             Event::PollStarted { node, poll, .. } => {
                 polls += 1;
+                our_polls += usize::from(node.is_some());
                 poll_start.insert(*poll, e.at);
                 if let Some(n) = node {
                     latest_poll.insert(*n, (*poll, e.at));
@@ -112,7 +114,11 @@ pub(super) fn poll_exclusive(h: &History) -> Report {
         ),
         format!("409 without a recorded culprit (not judged): {unattributed}"),
     ];
-    Report::new(inv, violations, notes)
+    Report::new(inv, violations, notes).counted(
+        &[(Count::Polls, our_polls)],
+        &[(Count::Conflicts, ours)],
+        "no getUpdates poll by our nodes was recorded",
+    )
 }
 
 #[cfg(test)]

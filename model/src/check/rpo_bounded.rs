@@ -3,7 +3,7 @@
 
 use super::faults::store_fault_time;
 use super::timeline::{t, Gap, Timeline};
-use super::{CheckConfig, Invariant, Report, Violation};
+use super::{CheckConfig, Count, Invariant, Report, Violation};
 use crate::history::{Entry, Event, History};
 use crate::ids::NodeId;
 use crate::time::Millis;
@@ -33,8 +33,10 @@ pub(super) fn rpo_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Repo
     let inv = Invariant::RpoBounded;
     let mut violations = Vec::new();
     let mut notes = Vec::new();
+    let mut promotions = 0usize;
     for g in &tl.gaps {
         for &p in &g.promotions {
+            promotions += 1;
             let pe = &h.entries[h.entries.partition_point(|e| e.seq < p)];
             let Event::RoleChanged { node, .. } = &pe.event else {
                 unreachable!("promotions are RoleChanged entries");
@@ -149,7 +151,11 @@ pub(super) fn rpo_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Repo
     if notes.is_empty() {
         notes.push("no promotion after a leaderless gap".into());
     }
-    Report::new(inv, violations, notes)
+    Report::new(inv, violations, notes).counted(
+        &[(Count::PromotionsJudged, promotions)],
+        &[],
+        "no node took the lead after a leader was lost",
+    )
 }
 
 #[cfg(test)]

@@ -2,16 +2,17 @@
 //! leader serves within the profile's bound. The one liveness invariant; fault windows
 //! come from [`super::faults`].
 
-use super::faults::{all_down, blocking_faults, Blocking};
+use super::faults::{all_down, can_delay_takeover, candidates, fault_windows, FaultWindow};
 use super::timeline::{t, Timeline};
-use super::{CheckConfig, Invariant, Report, Violation};
+use super::{CheckConfig, Count, Invariant, Report, Violation};
 use crate::history::History;
 use crate::time::Millis;
 
 pub(super) fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) -> Report {
     let inv = Invariant::TakeoverBounded;
-    let faults = blocking_faults(h);
+    let windows = fault_windows(h);
     let mut violations = Vec::new();
+    let mut judged = 0usize;
     let mut notes = vec![format!(
         "{} leaderless gaps; bound {}",
         tl.gaps.len(),
@@ -36,9 +37,19 @@ pub(super) fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) ->
                 t(tl.end - g.lost_at)
             ),
         };
-        let overlapping: Vec<&Blocking> = faults
+        // Only faults that could hold up a node able to take over excuse the wait. The
+        // lost leader is not one while another node runs: a fault on it (the cut that
+        // deposed it) is the loss itself, not an obstacle to its successor.
+        let mut able = candidates(h, g.lost_at, gap_end);
+        if let Some(lost) = g.lost_node {
+            if able.iter().any(|n| *n != lost) {
+                able.remove(&lost);
+            }
+        }
+        let overlapping: Vec<&FaultWindow> = windows
             .iter()
             .filter(|f| f.start < gap_end && f.end.is_none_or(|end| end > g.lost_at))
+            .filter(|f| can_delay_takeover(&f.fault, &able))
             .collect();
         if let Some(f) = overlapping
             .iter()
@@ -46,14 +57,14 @@ pub(super) fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) ->
         {
             notes.push(format!(
                 "{lost}; {outcome}; not judged: blocking fault {} was still active at {}",
-                f.what,
+                f.fault,
                 t(gap_end)
             ));
             continue;
         }
         let last_heal = overlapping
             .iter()
-            .filter_map(|f| f.end.map(|end| (end, f.what.as_str())))
+            .filter_map(|f| f.end.map(|end| (end, &f.fault)))
             .max_by_key(|(end, _)| *end);
         let (mut start, mut from) = match last_heal {
             Some((end, what)) if end > g.lost_at => {
@@ -85,6 +96,7 @@ pub(super) fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) ->
             }
         }
         if let Some(began) = late_before_all_down {
+            judged += 1;
             let took = began - start;
             notes.push(format!(
                 "{lost}; {outcome}; judged {from}: nobody served in the {} until every node was down or frozen at {}",
@@ -110,6 +122,7 @@ pub(super) fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) ->
             ));
             continue;
         }
+        judged += 1;
         let took = gap_end - start;
         notes.push(format!("{lost}; {outcome}; judged {from}: {}", t(took)));
         if took > cfg.takeover_bound {
@@ -134,13 +147,31 @@ pub(super) fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) ->
             ));
         }
     }
-    Report::new(inv, violations, notes)
+    let missing = if tl.gaps.is_empty() {
+        "no leader was lost"
+    } else {
+        "no leaderless gap could be judged: a blocking fault outlasted each, or no node ran again"
+    };
+    Report::new(inv, violations, notes).counted(
+        &[(Count::TakeoversJudged, judged)],
+        &[(Count::LeaderlessGaps, tl.gaps.len())],
+        missing,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::check::test_support::*;
+    use crate::fault::Fault;
+    use crate::ids::Endpoint;
+
+    fn cut_b() -> Fault {
+        Fault::Partition {
+            a: Endpoint::Node(n('b')),
+            b: Endpoint::LeaseStore,
+        }
+    }
 
     #[test]
     fn takeover_bounded_flags_a_slow_takeover() {
@@ -249,20 +280,18 @@ mod tests {
     fn takeover_bounded_starts_the_clock_when_blocking_faults_heal() {
         let h = hist(vec![
             (1000, lead('a', 1, "won")),
-            (5000, fault("partition", "b")),
-            (10_000, fault("kill", "a")),
+            (5000, fault(cut_b())),
+            (10_000, fault(Fault::Kill { node: n('a') })),
             (10_000, killed('a')),
-            (25_000, heal("partition", "b")),
+            (25_000, heal(cut_b())),
             (30_000, lead('b', 2, "lease expired")),
             (31_000, poll('b', 5)),
         ]);
         let r = run(Invariant::TakeoverBounded, &h);
         assert_ok(&r);
         assert!(
-            r.notes
-                .iter()
-                .any(|n| n.contains("21.0s after the loss")
-                    && n.contains("partition b healed: 6.0s")),
+            r.notes.iter().any(|n| n.contains("21.0s after the loss")
+                && n.contains("partition b <-> lease-store healed: 6.0s")),
             "{:?}",
             r.notes
         );
@@ -273,12 +302,36 @@ mod tests {
     fn takeover_bounded_does_not_judge_while_a_blocking_fault_lasts() {
         let h = hist(vec![
             (1000, lead('a', 1, "won")),
-            (5000, fault("partition", "b")),
+            (5000, fault(cut_b())),
             (10_000, killed('a')),
             (60_000, probe('b', false, Role::Candidate, None)),
         ]);
         let r = run(Invariant::TakeoverBounded, &h);
         assert_ok(&r);
         assert_note(&r, "not judged");
+    }
+
+    #[test]
+    fn takeover_bounded_is_not_excused_by_a_fault_with_no_effect_or_on_a_non_candidate() {
+        for excuse in [
+            Fault::Latency {
+                extra: Millis::ZERO,
+            },
+            Fault::Loss { percent: 0 },
+            Fault::Isolate { node: n('a') },
+        ] {
+            let h = hist(vec![
+                (1000, lead('a', 1, "won")),
+                (5000, fault(excuse.clone())),
+                (10_000, killed('a')),
+                (40_000, heal(excuse.clone())),
+                (45_000, lead('b', 2, "lease expired")),
+                (45_500, poll('b', 5)),
+            ]);
+            only_violation(
+                &run(Invariant::TakeoverBounded, &h),
+                &["35.5s counted from the loss"],
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! Kept apart because it judges the restore path, which no other checker reads.
 
 use super::timeline::t;
-use super::{Invariant, Report, Violation};
+use super::{Count, Invariant, Report, Violation};
 use crate::history::{Entry, Event, History, Role};
 use crate::ids::NodeId;
 use std::collections::BTreeMap;
@@ -109,7 +109,29 @@ pub(super) fn tamper_refused(h: &History) -> Report {
         }
     }
     notes.insert(0, format!("{} tampered snapshots served", tampered.len()));
-    Report::new(inv, violations, notes)
+    let restores = h
+        .iter()
+        .filter(|e| matches!(&e.event, Event::RestoreVerified { .. }))
+        .count();
+    let refused = h
+        .iter()
+        .filter(|e| match &e.event {
+            Event::RestoreRefused {
+                node,
+                fetch_id: Some(fetch),
+                ..
+            } => tampered.contains_key(&(*node, *fetch)),
+            _ => false,
+        })
+        .count();
+    Report::new(inv, violations, notes).counted(
+        &[
+            (Count::TamperServed, tampered.len()),
+            (Count::Restores, restores),
+        ],
+        &[(Count::TamperRefused, refused)],
+        "no snapshot was restored and no tampered snapshot was served",
+    )
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 
 // The types every checker test names, so each test module needs only this glob.
 pub(super) use super::{check, takeovers, CheckConfig, Invariant, Report, Violation};
-pub(super) use crate::history::{Event, FaultInfo, History, PollOutcome, Role};
+use crate::fault::Fault;
+pub(super) use crate::history::{Event, History, PollOutcome, Role};
 pub(super) use crate::ids::NodeId;
 pub(super) use crate::time::Millis;
 
@@ -191,19 +192,17 @@ pub(super) fn probe(node: char, ready: bool, role: Role, observed: Option<char>)
         observed_leader: observed.map(n),
     }
 }
-pub(super) fn fault(kind: &str, target: &str) -> Event {
-    Event::Fault(FaultInfo {
-        kind: kind.into(),
-        target: target.into(),
-        detail: String::new(),
-    })
+pub(super) fn fault(fault: Fault) -> Event {
+    Event::Fault(fault)
 }
-pub(super) fn heal(kind: &str, target: &str) -> Event {
-    Event::Heal(FaultInfo {
-        kind: kind.into(),
-        target: target.into(),
-        detail: String::new(),
-    })
+pub(super) fn heal(fault: Fault) -> Event {
+    Event::Heal(fault)
+}
+pub(super) fn started(node: char) -> Event {
+    Event::ProcessStarted {
+        node: n(node),
+        incarnation: 1,
+    }
 }
 /// A history from `(milliseconds, event)` pairs.
 pub(super) fn hist(events: Vec<(u64, Event)>) -> History {
