@@ -8,58 +8,37 @@
 
 use crate::report;
 use anyhow::Context;
-use lifeboat_model::drill::DrillReport;
+use lifeboat_model::drill::{self, CriterionStatus, DrillReport};
 use lifeboat_model::history::History;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The files the runbook's minimum bundle names; a missing one fails criterion 9.
-pub const RUNBOOK_FILES: [&str; 6] = [
-    "primary-pre.json",
-    "follower-post.json",
-    "restore-post.json",
-    "bootstrap.json",
-    "snapshot-head.txt",
-    "telegram-proof.txt",
-];
+pub use lifeboat_model::drill::RUNBOOK_FILES;
 
-/// Writes the bundle for `report` under `root` and returns its directory. Criterion 9
-/// (evidence captured) is judged here: met when every runbook file was written.
+/// Writes the bundle for `report` under `root` and returns its directory. The evidence
+/// criterion (the runbook's 9: a criterion with neither steps nor invariants) is judged
+/// again here against the files as written, and the verdict is reached again from the
+/// criteria before `verdict.json` and `report.html` are written, so a bundle that lacks a
+/// runbook file can never carry a PASS.
 pub fn write_bundle(root: &Path, report: &mut DrillReport, date: &str) -> anyhow::Result<PathBuf> {
     let dir = unique_dir(
         root,
         &bundle_dir_name(&report.scenario, report.profile, date),
     );
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let missing: Vec<&str> = RUNBOOK_FILES
-        .iter()
-        .copied()
-        .filter(|f| !report.evidence.contains_key(*f))
-        .collect();
-    for c in report.criteria.iter_mut().filter(|c| c.met.is_none()) {
-        c.met = Some(missing.is_empty());
-        c.detail = if missing.is_empty() {
-            format!("bundle written to {}", dir.display())
-        } else {
-            format!("bundle lacks {}", missing.join(", "))
-        };
+    for (name, text) in &report.evidence {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    let judges_evidence = report.criteria.iter().any(|c| c.met.is_none());
-    if judges_evidence
-        && !missing.is_empty()
-        && report.verdict == lifeboat_model::scenario::Verdict::Pass
-    {
-        report.verdict = lifeboat_model::scenario::Verdict::Fail;
-        report.reason = format!(
-            "criterion 9 not met: the bundle lacks {}",
-            missing.join(", ")
-        );
-    }
+    judge_bundle(report, &dir);
     let mut files: Vec<(String, Vec<u8>)> = report
         .evidence
         .iter()
         .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
         .collect();
+    // The runbook files were written above; they are listed again so sha256.txt covers
+    // them.
     files.push((
         "history.jsonl".into(),
         report.history.to_jsonl().into_bytes(),
@@ -85,6 +64,26 @@ pub fn write_bundle(root: &Path, report: &mut DrillReport, date: &str) -> anyhow
     }
     std::fs::write(dir.join("sha256.txt"), sums).context("writing sha256.txt")?;
     Ok(dir)
+}
+
+/// Judges the evidence criteria against the runbook files present in `dir` and reaches
+/// the verdict again. Only the evidence criteria (neither steps nor invariants) change.
+fn judge_bundle(report: &mut DrillReport, dir: &Path) {
+    let missing: Vec<&str> = RUNBOOK_FILES
+        .iter()
+        .copied()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    for c in report.criteria.iter_mut().filter(|c| c.from_bundle) {
+        if missing.is_empty() {
+            c.status = CriterionStatus::Met;
+            c.detail = format!("bundle written to {}", dir.display());
+        } else {
+            c.status = CriterionStatus::NotMet;
+            c.detail = format!("the bundle lacks {}", missing.join(", "));
+        }
+    }
+    drill::decide(report);
 }
 
 /// The bundle's directory name: `<scenario>-<profile>-<date>`, with the scenario's name

@@ -2,7 +2,8 @@
 //! time, fault windows shaded, chat messages and replies, lease tokens, snapshot
 //! publishes and the takeover latency marked; then the criteria, steps and invariants.
 
-use lifeboat_model::drill::{fmt_time, DrillReport};
+use lifeboat_model::check::{fault_windows, Status};
+use lifeboat_model::drill::{fmt_time, CriterionStatus, DrillReport};
 use lifeboat_model::history::{Event, PollOutcome, Role};
 use lifeboat_model::ids::NodeId;
 use lifeboat_model::time::Millis;
@@ -46,22 +47,10 @@ pub fn html(r: &DrillReport) -> String {
     let mut svg = String::new();
     let _ = write!(svg, "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{height}' font-family='sans-serif' font-size='11'>", LEFT + WIDTH + 20.0);
     // Fault windows first, so everything else draws over them.
-    let mut open: Vec<(String, Millis)> = Vec::new();
-    let mut windows: Vec<(String, Millis, Millis)> = Vec::new();
-    for e in h.iter() {
-        match &e.event {
-            Event::Fault(f) => open.push((format!("{} {} {}", f.kind, f.target, f.detail), e.at)),
-            Event::Heal(f) => {
-                let key = format!("{} {} {}", f.kind, f.target, f.detail);
-                if let Some(i) = open.iter().position(|(k, _)| *k == key) {
-                    let (k, s) = open.remove(i);
-                    windows.push((k, s, e.at));
-                }
-            }
-            _ => {}
-        }
-    }
-    windows.extend(open.into_iter().map(|(k, s)| (k, s, end)));
+    let windows: Vec<(String, Millis, Millis)> = fault_windows(h)
+        .into_iter()
+        .map(|w| (w.fault.to_string(), w.start, w.end.unwrap_or(end)))
+        .collect();
     for (k, s, e) in &windows {
         let _ = write!(svg, "<rect x='{:.1}' y='18' width='{:.1}' height='{:.1}' fill='#ff4d4d' opacity='0.13'><title>{}</title></rect>", x(*s), (x(*e) - x(*s)).max(2.0), tg_lane + LANE - 10.0, esc(k));
         let _ = write!(
@@ -178,7 +167,7 @@ pub fn html(r: &DrillReport) -> String {
         lifeboat_model::scenario::Verdict::Fail => "#c00",
         lifeboat_model::scenario::Verdict::Unknown => "#e07b00",
     };
-    let _ = write!(out, "<!doctype html><html><head><meta charset='utf-8'><title>lifeboat: {} ({})</title><style>body{{font-family:sans-serif;margin:20px}}table{{border-collapse:collapse;margin:10px 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}}.ok{{color:#2e9e4f}}.bad{{color:#c00;font-weight:bold}}</style></head><body>", esc(&r.scenario), r.profile);
+    let _ = write!(out, "<!doctype html><html><head><meta charset='utf-8'><title>lifeboat: {} ({})</title><style>body{{font-family:sans-serif;margin:20px}}table{{border-collapse:collapse;margin:10px 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}}.ok{{color:#2e9e4f}}.bad{{color:#c00;font-weight:bold}}.unjudged{{color:#e07b00}}</style></head><body>", esc(&r.scenario), r.profile);
     let _ = write!(out, "<h1>{} · profile {} · backend {}</h1><p style='font-size:20px;color:{verdict_color}'><b>{}</b></p><pre>{}</pre>", esc(&r.scenario), r.profile, esc(&r.backend), r.verdict, esc(&r.reason));
     let _ = write!(
         out,
@@ -191,11 +180,12 @@ pub fn html(r: &DrillReport) -> String {
     out.push_str(&svg);
     out.push_str("<h2>Success criteria</h2><table><tr><th>#</th><th>criterion</th><th>met</th><th>at</th><th>detail</th></tr>");
     for c in &r.criteria {
-        let (cls, word) = match c.met {
-            Some(true) => ("ok", "met"),
-            Some(false) => ("bad", "NOT MET"),
-            None => ("", "—"),
+        let cls = match c.status {
+            CriterionStatus::Met => "ok",
+            CriterionStatus::NotMet => "bad",
+            CriterionStatus::NotJudged | CriterionStatus::OutOfScope => "unjudged",
         };
+        let word = c.status.words();
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td class='{cls}'>{word}</td><td>{}</td><td>{}</td></tr>",
@@ -205,7 +195,7 @@ pub fn html(r: &DrillReport) -> String {
             esc(&c.detail)
         );
     }
-    out.push_str("</table><h2>Invariants</h2><table><tr><th>invariant</th><th>held</th><th>violations and notes</th></tr>");
+    out.push_str("</table><h2>Invariants</h2><table><tr><th>invariant</th><th>status (what was judged)</th><th>violations and notes</th></tr>");
     for inv in &r.invariants {
         let mut text = String::new();
         for v in &inv.violations {
@@ -219,11 +209,12 @@ pub fn html(r: &DrillReport) -> String {
         for n in &inv.notes {
             let _ = write!(text, "<div>{}</div>", esc(n));
         }
-        let (cls, word) = if inv.ok() {
-            ("ok", "yes")
-        } else {
-            ("bad", "NO")
+        let cls = match inv.status {
+            Status::Held => "ok",
+            Status::Violated => "bad",
+            Status::NotJudged => "unjudged",
         };
+        let word = esc(&inv.summary());
         let _ = write!(
             out,
             "<tr><td>{}</td><td class='{cls}'>{word}</td><td>{text}</td></tr>",

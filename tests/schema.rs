@@ -1001,6 +1001,18 @@ fn the_schema_and_the_parser_agree_on_every_other_key() {
     set("/network/bogus", vec![json!("1s")]);
     set("/profiles/bogus", vec![json!({})]);
     set("/criterion/0/bogus", vec![json!(1)]);
+    set(
+        "/criterion/0/out_of_scope",
+        vec![
+            json!([]),
+            json!(["real"]),
+            json!(["sim", "docker", "real"]),
+            json!(["hetzner"]),
+            json!(["Real"]),
+            json!("real"),
+            json!([1]),
+        ],
+    );
     set("/bogus", vec![json!(1)]);
 
     // Every profile timing, re-spelt several ways and broken several ways. Values stay the

@@ -3,15 +3,18 @@
 //! The drill runner only ever talks to a [`Backend`]. The sim implements it over a
 //! simulated world, the Docker backend over containers, the Hetzner backend over cloud
 //! servers and SSH. Each declares its [`Capability`]s; a scenario that needs one the
-//! backend lacks stops before anything runs.
+//! backend lacks stops before anything runs. Each also declares the [`EventKind`]s its
+//! history can hold, so a checker whose events a backend cannot see is reported as not
+//! judged there instead of passing on an empty history.
 
 use crate::bootstrap::BootstrapManifest;
 use crate::fault::{Capability, Fault};
-use crate::history::History;
+use crate::history::{Event, History};
 use crate::ids::NodeId;
 use crate::node::Dashboard;
 use crate::profile::Profile;
 use crate::time::Millis;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
@@ -42,6 +45,130 @@ pub struct Cluster {
     pub latency_min: Millis,
     /// Longest one-way latency (simulated backends).
     pub latency_max: Millis,
+}
+
+/// The backends a scenario can name (a criterion's `out_of_scope`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// The simulated world.
+    Sim,
+    /// Containers on the local Docker engine.
+    Docker,
+    /// Cloud servers over SSH (the live drill).
+    Real,
+}
+
+impl BackendKind {
+    /// The name [`Backend::name`] gives.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Sim => "sim",
+            BackendKind::Docker => "docker",
+            BackendKind::Real => "real",
+        }
+    }
+}
+
+/// A kind of history event, as a backend declares what it can observe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// Faults injected and healed.
+    Faults,
+    /// Processes started, exited, paused and resumed.
+    Processes,
+    /// Chat messages the operator sent.
+    ChatSent,
+    /// Health probes and what the node said.
+    HealthProbes,
+    /// Role changes the nodes report.
+    Roles,
+    /// Restores begun, verified and refused.
+    Restores,
+    /// State changes the leader applied.
+    StateChanges,
+    /// What the lease store granted, renewed and ended.
+    Leases,
+    /// OpenTrident's lock-file reads and writes.
+    LockFiles,
+    /// getUpdates polls, as Telegram saw them.
+    Polls,
+    /// Updates Telegram handed to a poller.
+    ChatDeliveries,
+    /// Replies the nodes sent.
+    ChatReplies,
+    /// Snapshot publishes the store accepted or refused.
+    Publishes,
+    /// Snapshot fetches the store served.
+    FetchesServed,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 14] = [
+        EventKind::Faults,
+        EventKind::Processes,
+        EventKind::ChatSent,
+        EventKind::HealthProbes,
+        EventKind::Roles,
+        EventKind::Restores,
+        EventKind::StateChanges,
+        EventKind::Leases,
+        EventKind::LockFiles,
+        EventKind::Polls,
+        EventKind::ChatDeliveries,
+        EventKind::ChatReplies,
+        EventKind::Publishes,
+        EventKind::FetchesServed,
+    ];
+
+    /// The kind's name in messages (`poll`, `publish`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Faults => "fault",
+            EventKind::Processes => "process",
+            EventKind::ChatSent => "chat-sent",
+            EventKind::HealthProbes => "health-probe",
+            EventKind::Roles => "role",
+            EventKind::Restores => "restore",
+            EventKind::StateChanges => "state-change",
+            EventKind::Leases => "lease",
+            EventKind::LockFiles => "lock-file",
+            EventKind::Polls => "poll",
+            EventKind::ChatDeliveries => "chat-delivery",
+            EventKind::ChatReplies => "chat-reply",
+            EventKind::Publishes => "publish",
+            EventKind::FetchesServed => "fetch-served",
+        }
+    }
+
+    /// The kind of one event.
+    pub fn of(event: &Event) -> EventKind {
+        match event {
+            Event::Fault(_) | Event::Heal(_) => EventKind::Faults,
+            Event::ProcessStarted { .. }
+            | Event::ProcessExited { .. }
+            | Event::Paused { .. }
+            | Event::Resumed { .. } => EventKind::Processes,
+            Event::ChatSent { .. } => EventKind::ChatSent,
+            Event::HealthProbe { .. } => EventKind::HealthProbes,
+            Event::RoleChanged { .. } => EventKind::Roles,
+            Event::RestoreStarted { .. }
+            | Event::RestoreVerified { .. }
+            | Event::RestoreRefused { .. } => EventKind::Restores,
+            Event::StateChanged { .. } => EventKind::StateChanges,
+            Event::LeaseGranted { .. } | Event::LeaseRenewed { .. } | Event::LeaseEnded { .. } => {
+                EventKind::Leases
+            }
+            Event::LockFileRead { .. } | Event::LockFileWritten { .. } => EventKind::LockFiles,
+            Event::PollStarted { .. } | Event::PollEnded { .. } => EventKind::Polls,
+            Event::ChatDelivered { .. } => EventKind::ChatDeliveries,
+            Event::ChatReplied { .. } => EventKind::ChatReplies,
+            Event::SnapshotPublished { .. } => EventKind::Publishes,
+            Event::SnapshotServed { .. } => EventKind::FetchesServed,
+        }
+    }
 }
 
 /// A backend failure, naming the node or resource and what was expected.
@@ -77,6 +204,9 @@ pub trait Backend {
     fn name(&self) -> &'static str;
     /// What it can do.
     fn capabilities(&self) -> BTreeSet<Capability>;
+    /// Which kinds of event its history holds: what it records, not what it does. A
+    /// checker needing a kind outside this set is `not judged on <backend>`.
+    fn observes(&self) -> BTreeSet<EventKind>;
     /// Builds the cluster's machines (nothing runs yet).
     fn provision(&mut self, cluster: &Cluster) -> impl Future<Output = Result<(), BackendError>>;
     /// Starts a node's process over its current disk.

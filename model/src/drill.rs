@@ -4,7 +4,7 @@
 //! The runner holds no I/O of its own; it only calls the [`Backend`]. It returns the
 //! evidence as data, and the `lifeboat` command writes it to disk.
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, EventKind};
 use crate::bootstrap::BootstrapManifest;
 use crate::check::{self, CheckConfig, Invariant, Takeover};
 use crate::fault::{Capability, Fault};
@@ -12,10 +12,10 @@ use crate::history::{Event, History, PollOutcome, Role};
 use crate::ids::NodeId;
 use crate::node::Dashboard;
 use crate::profile::{Profile, ProfileName};
-use crate::scenario::{Action, Condition, Scenario, Verdict};
+use crate::scenario::{Action, Condition, Criterion, Scenario, Verdict};
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How the runner paces itself.
 #[derive(Clone, Debug)]
@@ -53,6 +53,45 @@ pub struct StepResult {
     pub detail: String,
 }
 
+/// The files the runbook's minimum evidence bundle names; a run that did not capture one
+/// of them fails the evidence criterion (a criterion with neither steps nor invariants).
+pub const RUNBOOK_FILES: [&str; 6] = [
+    "primary-pre.json",
+    "follower-post.json",
+    "restore-post.json",
+    "bootstrap.json",
+    "snapshot-head.txt",
+    "telegram-proof.txt",
+];
+
+/// What became of one success criterion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CriterionStatus {
+    /// Every step behind it passed and every invariant it cites held, with at least one
+    /// of them behind it.
+    Met,
+    /// A step behind it failed, or an invariant it cites was violated.
+    NotMet,
+    /// Nothing broke it, but something it rests on was not judged (an invariant with
+    /// nothing to judge, or one the backend cannot observe): no evidence, no "met".
+    NotJudged,
+    /// Not judged, and the scenario declares it out of scope on this backend.
+    OutOfScope,
+}
+
+impl CriterionStatus {
+    /// The status as the console and the report print it.
+    pub fn words(self) -> &'static str {
+        match self {
+            CriterionStatus::Met => "met",
+            CriterionStatus::NotMet => "NOT MET",
+            CriterionStatus::NotJudged => "not judged",
+            CriterionStatus::OutOfScope => "out of scope",
+        }
+    }
+}
+
 /// The outcome of one success criterion.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CriterionResult {
@@ -60,8 +99,12 @@ pub struct CriterionResult {
     pub id: u32,
     /// Its words.
     pub name: String,
-    /// Met, not met, or judged later (by the evidence writer).
-    pub met: Option<bool>,
+    /// Met, not met, not judged, or out of scope on this backend.
+    pub status: CriterionStatus,
+    /// True for the evidence criterion (neither steps nor invariants): the bundle writer
+    /// judges it again against the files it wrote.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_bundle: bool,
     /// When its last step ended.
     pub at: Option<Millis>,
     /// Why, in words.
@@ -91,6 +134,10 @@ pub struct DrillReport {
     pub verdict: Verdict,
     /// The verdict in words.
     pub reason: String,
+    /// Why the run could not be judged (nothing run, a backend error); the verdict is then
+    /// UNKNOWN whatever the criteria say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub could_not_judge: Option<String>,
     /// The trace hash of the history.
     pub trace_hash: String,
     /// Backend time at the end.
@@ -136,6 +183,7 @@ pub async fn run<B: Backend>(
         takeovers: Vec::new(),
         verdict: Verdict::Unknown,
         reason: String::new(),
+        could_not_judge: None,
         trace_hash: String::new(),
         duration: Millis::ZERO,
         evidence: BTreeMap::new(),
@@ -148,7 +196,7 @@ pub async fn run<B: Backend>(
         .filter(|c| !have.contains(c))
         .collect();
     if !missing.is_empty() {
-        report.reason = format!(
+        report.could_not_judge = Some(format!(
             "the {} backend lacks {} that scenario `{}` needs; nothing was run",
             b.name(),
             missing
@@ -159,12 +207,14 @@ pub async fn run<B: Backend>(
                 .collect::<Vec<_>>()
                 .join(", "),
             scenario.name
-        );
+        ));
+        decide(&mut report);
         return report;
     }
     let cluster = scenario.cluster(profile.clone(), seed);
     if let Err(e) = b.provision(&cluster).await {
-        report.reason = format!("could not provision the cluster: {e}");
+        report.could_not_judge = Some(format!("could not provision the cluster: {e}"));
+        decide(&mut report);
         let _ = b.teardown().await;
         return report;
     }
@@ -222,6 +272,7 @@ pub async fn run<B: Backend>(
         }
     }
     let history = r.b.history().await.unwrap_or_default();
+    let observes = r.b.observes();
     if let Ok(Some(head)) = r.b.snapshot_head().await {
         r.evidence
             .insert("snapshot-head.txt".into(), format!("{head}\n"));
@@ -236,7 +287,14 @@ pub async fn run<B: Backend>(
     }
     report.evidence = std::mem::take(&mut r.evidence);
     report.duration = history.end();
-    judge(&mut report, scenario, &profile, history, backend_error);
+    judge(
+        &mut report,
+        scenario,
+        &profile,
+        history,
+        &observes,
+        backend_error,
+    );
     report
 }
 
@@ -245,6 +303,7 @@ fn judge(
     scenario: &Scenario,
     profile: &Profile,
     history: History,
+    observes: &BTreeSet<EventKind>,
     backend_error: Option<String>,
 ) {
     let cfg = CheckConfig {
@@ -267,73 +326,169 @@ fn judge(
     let judged: BTreeMap<Invariant, check::Report> = needed
         .iter()
         .copied()
-        .zip(check::check_set(&needed, &history, &cfg))
+        .zip(check::check_observed(
+            &needed,
+            &history,
+            &cfg,
+            &report.backend,
+            observes,
+        ))
         .collect();
     report.invariants = wanted.iter().map(|inv| judged[inv].clone()).collect();
     report.takeovers = check::takeovers(&history);
     report.trace_hash = history.trace_hash();
-    for c in &scenario.criteria {
-        let steps: Vec<&StepResult> = report
-            .steps
+    report.criteria = scenario
+        .criteria
+        .iter()
+        .map(|c| judge_criterion(c, &report.steps, &judged, &report.evidence, &report.backend))
+        .collect();
+    report.history = history;
+    report.could_not_judge = backend_error.map(|e| format!("could not judge: {e}"));
+    decide(report);
+}
+
+/// Judges one criterion from the steps that name it and the invariants it cites. A
+/// criterion with neither is the evidence criterion: met when the run captured every
+/// file the runbook's bundle names (the bundle writer checks the files on disk again).
+fn judge_criterion(
+    c: &Criterion,
+    steps: &[StepResult],
+    judged: &BTreeMap<Invariant, check::Report>,
+    evidence: &BTreeMap<String, String>,
+    backend: &str,
+) -> CriterionResult {
+    let steps: Vec<&StepResult> = steps.iter().filter(|s| s.criterion == Some(c.id)).collect();
+    let at = steps.last().map(|s| s.ended);
+    let from_bundle = steps.is_empty() && c.invariants.is_empty();
+    let result = |status, detail| CriterionResult {
+        id: c.id,
+        name: c.name.clone(),
+        status,
+        from_bundle,
+        at,
+        detail,
+    };
+    let cited: Vec<&check::Report> = c
+        .invariants
+        .iter()
+        .filter_map(|name| Invariant::parse(name).ok())
+        .map(|inv| &judged[&inv])
+        .collect();
+    if from_bundle {
+        let missing: Vec<&str> = RUNBOOK_FILES
             .iter()
-            .filter(|s| s.criterion == Some(c.id))
+            .copied()
+            .filter(|f| !evidence.contains_key(*f))
             .collect();
-        let mut reasons = Vec::new();
-        for s in steps.iter().filter(|s| !s.ok) {
+        return if missing.is_empty() {
+            result(
+                CriterionStatus::Met,
+                format!(
+                    "the run captured every runbook file ({})",
+                    RUNBOOK_FILES.join(", ")
+                ),
+            )
+        } else {
+            result(
+                CriterionStatus::NotMet,
+                format!("the bundle lacks {}", missing.join(", ")),
+            )
+        };
+    }
+    let mut reasons = Vec::new();
+    for s in steps.iter().filter(|s| !s.ok) {
+        reasons.push(format!(
+            "step {} ({}) failed: {}",
+            s.number, s.action, s.detail
+        ));
+    }
+    for rep in &cited {
+        if let Some(v) = rep.violations.first() {
+            let more = match rep.violations.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
             reasons.push(format!(
-                "step {} ({}) failed: {}",
-                s.number, s.action, s.detail
+                "invariant {} violated: {}{more}",
+                rep.invariant, v.explanation
             ));
         }
-        for name in &c.invariants {
-            let Ok(inv) = Invariant::parse(name) else {
-                continue;
-            };
-            let rep = &judged[&inv];
-            if let Some(v) = rep.violations.first() {
-                let more = match rep.violations.len() {
-                    1 => String::new(),
-                    n => format!(" (and {} more)", n - 1),
-                };
-                reasons.push(format!("invariant {inv} violated: {}{more}", v.explanation));
-            }
-        }
-        let judged_here = !steps.is_empty() || !c.invariants.is_empty();
-        let met = judged_here.then_some(reasons.is_empty());
-        let detail = if !judged_here {
-            "judged when the evidence bundle is written".to_string()
-        } else if reasons.is_empty() {
-            match steps.last() {
-                Some(s) => format!("met at {}: {}", fmt_time(s.ended), s.detail),
-                None => "met: its invariants held".into(),
-            }
-        } else {
-            reasons.join("; ")
-        };
-        report.criteria.push(CriterionResult {
-            id: c.id,
-            name: c.name.clone(),
-            met,
-            at: steps.last().map(|s| s.ended),
-            detail,
-        });
     }
-    report.history = history;
-    if let Some(e) = backend_error {
+    if !reasons.is_empty() {
+        return result(CriterionStatus::NotMet, reasons.join("; "));
+    }
+    let unjudged: Vec<String> = cited
+        .iter()
+        .filter(|r| !r.judged())
+        .map(|r| format!("invariant {} {}", r.invariant, r.summary()))
+        .collect();
+    if !unjudged.is_empty() {
+        let status = if c.out_of_scope.iter().any(|b| b.name() == backend) {
+            CriterionStatus::OutOfScope
+        } else {
+            CriterionStatus::NotJudged
+        };
+        return result(status, unjudged.join("; "));
+    }
+    let held: Vec<String> = cited
+        .iter()
+        .map(|r| format!("invariant {} held ({})", r.invariant, r.counts_words()))
+        .collect();
+    let detail = match steps.last() {
+        Some(s) => {
+            let mut d = format!("met at {}: {}", fmt_time(s.ended), s.detail);
+            if !held.is_empty() {
+                d.push_str(&format!("; {}", held.join("; ")));
+            }
+            d
+        }
+        None => format!("met: {}", held.join("; ")),
+    };
+    result(CriterionStatus::Met, detail)
+}
+
+/// Reaches the verdict from the steps, criteria and invariants as they stand: FAIL when
+/// a step failed, a criterion was not met or an invariant was violated; else UNKNOWN when
+/// a criterion was not judged (and is not out of scope on this backend); PASS only when
+/// every criterion was met with evidence. The evidence writer calls it again after it
+/// re-judges the bundle, so the verdict always follows the criteria.
+pub fn decide(report: &mut DrillReport) {
+    if let Some(why) = &report.could_not_judge {
         report.verdict = Verdict::Unknown;
-        report.reason = format!("could not judge: {e}");
+        report.reason = why.clone();
         return;
     }
     let failed_criteria: Vec<&CriterionResult> = report
         .criteria
         .iter()
-        .filter(|c| c.met == Some(false))
+        .filter(|c| c.status == CriterionStatus::NotMet)
         .collect();
     let violated: Vec<&check::Report> = report.invariants.iter().filter(|r| !r.ok()).collect();
     let failed_steps: Vec<&StepResult> = report.steps.iter().filter(|s| !s.ok).collect();
     if failed_criteria.is_empty() && violated.is_empty() && failed_steps.is_empty() {
+        let unjudged: Vec<&CriterionResult> = report
+            .criteria
+            .iter()
+            .filter(|c| c.status == CriterionStatus::NotJudged)
+            .collect();
+        if let Some(c) = unjudged.first() {
+            report.verdict = Verdict::Unknown;
+            report.reason = format!("criterion {} ({}) not judged: {}", c.id, c.name, c.detail);
+            if unjudged.len() > 1 {
+                report.reason.push_str(&format!(
+                    " (and {} more criteria not judged)",
+                    unjudged.len() - 1
+                ));
+            }
+            return;
+        }
         report.verdict = Verdict::Pass;
-        report.reason = "every step, criterion and invariant held".into();
+        report.reason = if report.criteria.is_empty() {
+            "every step held and no invariant was violated".into()
+        } else {
+            "every step held, every criterion was met with evidence and no invariant was violated"
+                .into()
+        };
         return;
     }
     report.verdict = Verdict::Fail;

@@ -320,15 +320,6 @@ impl Fault {
             _ => String::new(),
         }
     }
-
-    /// The history's description of this fault.
-    pub fn info(&self) -> crate::history::FaultInfo {
-        crate::history::FaultInfo {
-            kind: self.kind().to_string(),
-            target: self.target(),
-            detail: self.detail(),
-        }
-    }
 }
 
 impl fmt::Display for Fault {

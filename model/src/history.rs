@@ -7,6 +7,7 @@
 //! dashboard would show them. A history can be written as JSON lines and read back, and
 //! its hash is the run's trace hash.
 
+use crate::fault::Fault;
 use crate::ids::NodeId;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
@@ -62,26 +63,16 @@ pub enum PollOutcome {
     Error(u16),
 }
 
-/// A fault the world injected or healed, in scenario words.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultInfo {
-    /// The fault kind, as a scenario names it (`kill`, `partition`, `clock-step`, …).
-    pub kind: String,
-    /// The node or endpoint it hits.
-    pub target: String,
-    /// Anything else (the peer of a cut, the size of a clock step).
-    pub detail: String,
-}
-
 /// One observable event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Event {
     // ---- the world ----
-    /// A fault was injected.
-    Fault(FaultInfo),
+    /// A fault was injected: the scenario's own fault, typed, so checkers judge its kind
+    /// and size (a `latency +0ms` is no fault at all) rather than parse words.
+    Fault(Fault),
     /// A fault was healed.
-    Heal(FaultInfo),
+    Heal(Fault),
     /// A node process started (first boot or restart).
     ProcessStarted {
         /// The node.

@@ -307,6 +307,10 @@ pub struct Criterion {
     /// Invariants that must also hold for it to be met.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invariants: Vec<String>,
+    /// Backends on which it cannot be judged by design (`["real"]`): there a criterion
+    /// with nothing judged is `out of scope` instead of making the verdict UNKNOWN.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub out_of_scope: Vec<crate::backend::BackendKind>,
 }
 
 /// The cluster section.

@@ -7,7 +7,7 @@
 
 use crate::turmoil_engine::TurmoilWorld;
 use crate::world::{NodeSetup, World, WorldConfig};
-use lifeboat_model::backend::{block_on, Backend, BackendError, Cluster};
+use lifeboat_model::backend::{block_on, Backend, BackendError, Cluster, EventKind};
 use lifeboat_model::bootstrap::BootstrapManifest;
 use lifeboat_model::drill::{self, DrillReport, RunOptions};
 use lifeboat_model::fault::{Capability, Fault};
@@ -132,6 +132,11 @@ impl Backend for SimBackend {
     fn capabilities(&self) -> BTreeSet<Capability> {
         // The simulated world carries out every fault kind.
         Capability::ALL.into_iter().collect()
+    }
+
+    fn observes(&self) -> BTreeSet<EventKind> {
+        // The simulated world records every event the model defines.
+        EventKind::ALL.into_iter().collect()
     }
 
     async fn provision(&mut self, cluster: &Cluster) -> Result<(), BackendError> {

@@ -14,7 +14,7 @@
 //! those bounds for it (drawing past them is a different claim, tested separately).
 
 use crate::backend::{run_scenario, Engine};
-use lifeboat_model::check::Invariant;
+use lifeboat_model::check::{Count, Invariant};
 use lifeboat_model::drill::DrillReport;
 use lifeboat_model::fault::{Fault, Tamper};
 use lifeboat_model::ids::{Endpoint, NodeId};
@@ -290,6 +290,19 @@ impl CaseOutcome {
     /// True when the case passed.
     pub fn passed(&self) -> bool {
         self.report.verdict == Verdict::Pass
+    }
+
+    /// What the checkers judged in this case, by kind: the denominators of a fuzz run. A
+    /// kind two checkers count (restores) is taken once, at its larger count.
+    pub fn judged(&self) -> BTreeMap<Count, u64> {
+        let mut out: BTreeMap<Count, u64> = BTreeMap::new();
+        for r in &self.report.invariants {
+            for (kind, n) in &r.counts {
+                let slot = out.entry(*kind).or_default();
+                *slot = (*slot).max(*n);
+            }
+        }
+        out
     }
 }
 

@@ -1378,7 +1378,7 @@ impl TurmoilWorld {
         lifeboat_model::limits::check_fault(fault).map_err(|(_, message)| message)?;
         let now = self.now();
         let st = self.st_mut();
-        st.push(now, Event::Fault(fault.info()));
+        st.push(now, Event::Fault(fault.clone()));
         match fault {
             Fault::Kill { node } => {
                 let idx = st.idx(*node);
@@ -1437,7 +1437,7 @@ impl TurmoilWorld {
     pub fn heal(&mut self, fault: &Fault) -> Result<(), String> {
         let now = self.now();
         let st = self.st_mut();
-        st.push(now, Event::Heal(fault.info()));
+        st.push(now, Event::Heal(fault.clone()));
         match fault {
             Fault::Kill { node } | Fault::Stop { node } => {
                 if self.slot(*node).proc.is_none() {

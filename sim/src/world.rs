@@ -870,7 +870,7 @@ impl World {
     pub fn inject(&mut self, fault: &Fault) -> Result<(), String> {
         lifeboat_model::limits::check_fault(fault).map_err(|(_, message)| message)?;
         let now = self.now;
-        self.history.push(now, Event::Fault(fault.info()));
+        self.history.push(now, Event::Fault(fault.clone()));
         match fault {
             Fault::Kill { node } => self.end_process(*node, None, "kill", false),
             Fault::Crash { node } => self.end_process(*node, None, "crash", true),
@@ -916,7 +916,7 @@ impl World {
     /// repairs cuts, undoes clock changes, clears service faults.
     pub fn heal(&mut self, fault: &Fault) -> Result<(), String> {
         let now = self.now;
-        self.history.push(now, Event::Heal(fault.info()));
+        self.history.push(now, Event::Heal(fault.clone()));
         match fault {
             Fault::Kill { node } | Fault::Stop { node } => {
                 if self.slot(*node).proc.is_none() {

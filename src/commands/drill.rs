@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use lifeboat_model::backend::Backend;
-use lifeboat_model::drill::{self, fmt_time, DrillReport, RunOptions};
+use lifeboat_model::drill::{self, fmt_time, CriterionStatus, DrillReport, RunOptions};
 use lifeboat_model::ids::NodeId;
 use lifeboat_model::profile::{Profile, ProfileName};
 use lifeboat_model::scenario::Scenario;
@@ -188,27 +188,18 @@ pub fn print_summary(r: &DrillReport) {
     if !r.criteria.is_empty() {
         println!("\nSuccess criteria:");
         for c in &r.criteria {
-            let word = match c.met {
-                Some(true) => "met    ",
-                Some(false) => "NOT MET",
-                None => "pending",
-            };
             let at =
                 c.at.map(|t| format!(" at {}", fmt_time(t)))
                     .unwrap_or_default();
-            println!("  {word} {}. {}{at}", c.id, c.name);
-            if c.met == Some(false) {
-                println!("          {}", c.detail);
+            println!("  {:<12} {}. {}{at}", c.status.words(), c.id, c.name);
+            if c.status != CriterionStatus::Met {
+                println!("               {}", c.detail);
             }
         }
     }
     println!("\nInvariants:");
     for inv in &r.invariants {
-        println!(
-            "  {} {}",
-            if inv.ok() { "held    " } else { "VIOLATED" },
-            inv.invariant
-        );
+        println!("  {:<20} {}", inv.invariant.to_string(), inv.summary());
         for v in inv.violations.iter().take(3) {
             println!("          {}: {}", fmt_time(v.at), v.explanation);
         }

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use lifeboat_model::check::Count;
 use lifeboat_model::profile::{Profile, ProfileName};
 use lifeboat_sim::backend::Engine;
 use lifeboat_sim::fuzz::{random_plan, run_case};
@@ -95,6 +96,11 @@ pub struct Summary {
     pub failures: u64,
     /// Violations by invariant name.
     pub violations: BTreeMap<String, u64>,
+    /// What the checkers judged, summed over every case, by kind (takeovers, polls,
+    /// messages answered twice, tampered fetches served, restores, …): the denominators
+    /// behind "no failure".
+    #[serde(default)]
+    pub judged: BTreeMap<Count, u64>,
     /// Simulated seconds run.
     pub simulated_seconds: f64,
     /// Wall seconds spent.
@@ -125,6 +131,11 @@ impl Summary {
         for (inv, n) in &self.violations {
             println!("  {n:>6} case(s) violated {inv}");
         }
+        let judged: Vec<String> = DENOMINATORS
+            .iter()
+            .map(|kind| kind.words(self.judged.get(kind).copied().unwrap_or(0)))
+            .collect();
+        println!("judged over the run: {}", judged.join(", "));
         println!(
             "determinism: {} re-runs, {} differed",
             self.determinism_checks, self.nondeterministic
@@ -134,6 +145,17 @@ impl Summary {
         }
     }
 }
+
+/// The counts the summary prints first, in this order: what a long run must show it
+/// judged (the rest are in `judged` in the summary file).
+const DENOMINATORS: [Count; 6] = [
+    Count::TakeoversJudged,
+    Count::Polls,
+    Count::AnsweredTwice,
+    Count::TamperServed,
+    Count::TamperRefused,
+    Count::Restores,
+];
 
 /// The seed of case `i` of a run seeded `seed`.
 pub fn case_seed(seed: u64, i: u64) -> u64 {
@@ -198,6 +220,9 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<ExitCode> {
                 let mut s = summary.lock().expect("no worker panics holding the lock");
                 s.cases += 1;
                 s.simulated_seconds += outcome.report.duration.as_secs_f64();
+                for (kind, n) in outcome.judged() {
+                    *s.judged.entry(kind).or_default() += n;
+                }
                 if let Some(same) = det {
                     s.determinism_checks += 1;
                     if !same {
@@ -280,6 +305,9 @@ fn merge(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         total.failures += s.failures;
         for (k, v) in s.violations {
             *total.violations.entry(k).or_default() += v;
+        }
+        for (k, v) in s.judged {
+            *total.judged.entry(k).or_default() += v;
         }
         total.simulated_seconds += s.simulated_seconds;
         total.wall_seconds += s.wall_seconds;

@@ -309,6 +309,16 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 /// The last line of defence: every text of the report loses any secret it holds.
 fn scrub_report(report: &mut DrillReport, secrets: &Secrets) {
     report.reason = secrets.scrub(&report.reason);
+    // The bundle writer reaches the verdict again from these, so they are scrubbed too.
+    if let Some(why) = &mut report.could_not_judge {
+        *why = secrets.scrub(why);
+    }
+    for s in &mut report.steps {
+        s.detail = secrets.scrub(&s.detail);
+    }
+    for c in &mut report.criteria {
+        c.detail = secrets.scrub(&c.detail);
+    }
     for v in report.evidence.values_mut() {
         *v = secrets.scrub(v);
     }

@@ -52,7 +52,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use images::{LABEL, RUN_LABEL};
-use lifeboat_model::backend::{Backend, BackendError, Cluster};
+use lifeboat_model::backend::{Backend, BackendError, Cluster, EventKind};
 use lifeboat_model::bootstrap::BootstrapManifest;
 use lifeboat_model::fault::{Capability, Fault};
 use lifeboat_model::history::{Event, History, Role};
@@ -764,11 +764,10 @@ impl DockerBackend {
     }
 
     async fn fault(&mut self, fault: &Fault, on: bool) -> Result<(), BackendError> {
-        let info = fault.info();
         self.log.record(if on {
-            Event::Fault(info)
+            Event::Fault(fault.clone())
         } else {
-            Event::Heal(info)
+            Event::Heal(fault.clone())
         });
         match (fault, on) {
             (Fault::Kill { node }, true) => self.kill(*node, "kill").await,
@@ -1037,6 +1036,31 @@ impl Backend for DockerBackend {
             Capability::Partition,
             Capability::PartitionOneway,
             Capability::ClockSkew,
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    fn observes(&self) -> BTreeSet<EventKind> {
+        // The merged logs: the backend's own (faults, processes, probes), the node
+        // daemons' (their model events, their store's publishes and fetches) and the
+        // Telegram double's (messages sent, polls, deliveries, replies). etcd keeps no
+        // such log and the daemon runs the fenced profile only, so no lease or lock-file
+        // events.
+        use EventKind as K;
+        [
+            K::Faults,
+            K::Processes,
+            K::ChatSent,
+            K::HealthProbes,
+            K::Roles,
+            K::Restores,
+            K::StateChanges,
+            K::Polls,
+            K::ChatDeliveries,
+            K::ChatReplies,
+            K::Publishes,
+            K::FetchesServed,
         ]
         .into_iter()
         .collect()

@@ -28,7 +28,7 @@ use crate::remote_faults::{self, Armed, Direction};
 use crate::ssh::{self, Remote, SshTarget};
 use crate::target::{StageFrom, Target};
 use anyhow::{anyhow, Context};
-use lifeboat_model::backend::{Backend, BackendError, Cluster};
+use lifeboat_model::backend::{Backend, BackendError, Cluster, EventKind};
 use lifeboat_model::bootstrap::BootstrapManifest;
 use lifeboat_model::fault::{Capability, Fault};
 use lifeboat_model::history::{Event, History, Role};
@@ -529,11 +529,10 @@ impl RealBackend {
     }
 
     async fn fault(&mut self, fault: &Fault, on: bool) -> Result<(), BackendError> {
-        let info = fault.info();
         self.log.record(if on {
-            Event::Fault(info)
+            Event::Fault(fault.clone())
         } else {
-            Event::Heal(info)
+            Event::Heal(fault.clone())
         });
         let c = self.opts.target.commands.clone();
         match (fault, on) {
@@ -1053,6 +1052,24 @@ impl Backend for RealBackend {
             Capability::Partition,
             Capability::PartitionOneway,
             Capability::ClockSkew,
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    fn observes(&self) -> BTreeSet<EventKind> {
+        // Only what this backend records itself: faults, processes, the roles its probes
+        // read off dashboards, the probes, and chat sent and replies seen. The service's
+        // polls, publishes, fetches, restores and state changes happen on the servers and
+        // are not logged here.
+        use EventKind as K;
+        [
+            K::Faults,
+            K::Processes,
+            K::ChatSent,
+            K::HealthProbes,
+            K::Roles,
+            K::ChatReplies,
         ]
         .into_iter()
         .collect()
