@@ -456,8 +456,18 @@ impl Scenario {
                 message,
             }
         };
-        let scenario: Scenario =
-            toml::from_str(text).map_err(|e| error_at(e.span(), e.message().to_string()))?;
+        let scenario: Scenario = toml::from_str(text).map_err(|e| {
+            let mut message = e.message().to_string();
+            // The parser's "duplicate key" says neither which key nor what to do.
+            if let Some(span) = e.span().filter(|_| message == "duplicate key") {
+                let key = text.get(span.clone()).unwrap_or("").split('=').next();
+                message = format!(
+                    "duplicate key `{}`: each key once per table",
+                    key.unwrap_or("").trim()
+                );
+            }
+            error_at(e.span(), message)
+        })?;
         scenario
             .validate()
             .map_err(|(step, message)| error_at(scenario.locate(text, step, &message), message))?;

@@ -721,6 +721,9 @@ fn verify_v1(a: &VerifyArgs, pinned: &TrustedKey) -> anyhow::Result<ExitCode> {
     let mut findings = Vec::new();
     let mut files = BTreeMap::new();
     let mut total: u64 = 0;
+    // Present but unreadable (a link, not gzip, too large): OpenTrident's verifier, given
+    // no bytes for them, would call them missing, which they are not.
+    let mut unreadable: Vec<String> = Vec::new();
     for key in manifest.files.keys() {
         if !snapshot::is_safe_path(key) {
             // OpenTrident would read `<bundle>/<key>.gz` wherever that leads; we do not.
@@ -740,7 +743,10 @@ fn verify_v1(a: &VerifyArgs, pinned: &TrustedKey) -> anyhow::Result<ExitCode> {
                 }
                 files.insert(key.clone(), bytes);
             }
-            Err(e) => findings.push(e),
+            Err(e) => {
+                unreadable.push(format!("`{key}.gz`"));
+                findings.push(e);
+            }
         }
     }
     for (key, entry) in &manifest.files {
@@ -774,6 +780,10 @@ fn verify_v1(a: &VerifyArgs, pinned: &TrustedKey) -> anyhow::Result<ExitCode> {
     match v1::verify(&bundle) {
         Ok(()) => println!(
             "OpenTrident's own verifier (verifySnapshot) ACCEPTS it: contentHash matches and the signature verifies against the embedded key"
+        ),
+        Err(_) if !unreadable.is_empty() => println!(
+            "OpenTrident's own verifier (verifySnapshot) REFUSES it: {} could not be read (not missing; see the findings)",
+            escape_control(&unreadable.join(", "))
         ),
         Err(e) => println!(
             "OpenTrident's own verifier (verifySnapshot) REFUSES it: {}",
