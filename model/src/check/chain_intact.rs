@@ -1,0 +1,241 @@
+//! Invariant 5, chain-intact: the snapshot chain is linear, moves forward, and restores
+//! hash as recorded. Cold restore trusts this chain, so it is judged from the history alone.
+
+use super::timeline::{short, t};
+use super::{Invariant, Report, Violation};
+use crate::history::{Event, History};
+use crate::ids::NodeId;
+use crate::time::Millis;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub(super) struct Head<'a> {
+    pub(super) at: Millis,
+    pub(super) seq: u64,
+    pub(super) node: NodeId,
+    pub(super) id: &'a str,
+    pub(super) version: u64,
+}
+
+pub(super) fn chain_intact(h: &History) -> Report {
+    let inv = Invariant::ChainIntact;
+    let mut violations = Vec::new();
+    let mut notes = Vec::new();
+    let mut head: Option<Head> = None;
+    let (mut accepted, mut refused, mut restores) = (0usize, 0usize, 0usize);
+    for e in h.iter() {
+        match &e.event {
+            Event::SnapshotPublished {
+                node,
+                id,
+                version,
+                parent,
+                accepted: ok,
+                note,
+                ..
+            } => {
+                if note == "clobbered" {
+                    notes.push(format!(
+                        "node {node}'s publish {id} at {} clobbered an existing asset",
+                        t(e.at)
+                    ));
+                }
+                if !ok {
+                    refused += 1;
+                    continue;
+                }
+                accepted += 1;
+                if let Some(hd) = &head {
+                    if parent.as_deref() != Some(hd.id) {
+                        let on = match parent {
+                            Some(p) => format!("on parent {p}"),
+                            None => "with no parent".into(),
+                        };
+                        violations.push(Violation::new(
+                            inv,
+                            e.at,
+                            format!(
+                                "node {node} published snapshot {id} at {} {on}, but the head was {} (published by node {} at {}): the chain forked",
+                                t(e.at),
+                                hd.id,
+                                hd.node,
+                                t(hd.at)
+                            ),
+                            vec![hd.seq, e.seq],
+                        ));
+                    }
+                    if *version > 0 && *version <= hd.version {
+                        violations.push(Violation::new(
+                            inv,
+                            e.at,
+                            format!(
+                                "node {node}'s snapshot {id} (version {version}) became head at {} after node {}'s {} (version {}) from {}: the head did not move forward",
+                                t(e.at),
+                                hd.node,
+                                hd.id,
+                                hd.version,
+                                t(hd.at)
+                            ),
+                            vec![hd.seq, e.seq],
+                        ));
+                    }
+                }
+                head = Some(Head {
+                    at: e.at,
+                    seq: e.seq,
+                    node: *node,
+                    id,
+                    version: *version,
+                });
+            }
+            Event::RestoreVerified {
+                node,
+                fetch_id,
+                snapshot,
+                recorded,
+                restored,
+                ..
+            } => {
+                restores += 1;
+                let rec: BTreeMap<&str, &str> = recorded
+                    .iter()
+                    .map(|(f, x)| (f.as_str(), x.as_str()))
+                    .collect();
+                let got: BTreeMap<&str, &str> = restored
+                    .iter()
+                    .map(|(f, x)| (f.as_str(), x.as_str()))
+                    .collect();
+                let files: BTreeSet<&str> = rec.keys().chain(got.keys()).copied().collect();
+                let mut diffs = Vec::new();
+                for f in files {
+                    match (rec.get(f), got.get(f)) {
+                        (Some(r), Some(g)) if r != g => diffs.push(format!(
+                            "{f} hashes to {} but the manifest records {}",
+                            short(g),
+                            short(r)
+                        )),
+                        (Some(r), None) => diffs.push(format!(
+                            "{f} is recorded ({}) but was not restored",
+                            short(r)
+                        )),
+                        (None, Some(g)) => diffs.push(format!(
+                            "{f} was restored ({}) but the manifest records no hash for it",
+                            short(g)
+                        )),
+                        _ => {}
+                    }
+                }
+                if !diffs.is_empty() {
+                    violations.push(Violation::new(
+                        inv,
+                        e.at,
+                        format!(
+                            "node {node} restored snapshot {snapshot} (fetch {fetch_id}) at {} but its files do not match the manifest: {}",
+                            t(e.at),
+                            diffs.join("; ")
+                        ),
+                        vec![e.seq],
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    let head_words = match &head {
+        Some(hd) => format!("head {} version {} by node {}", hd.id, hd.version, hd.node),
+        None => "no head".into(),
+    };
+    notes.insert(
+        0,
+        format!("{accepted} publishes accepted, {refused} refused; {head_words}; {restores} restores verified"),
+    );
+    Report::new(inv, violations, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::test_support::*;
+
+    #[test]
+    fn chain_intact_reports_forks_rollbacks_and_bad_restores() {
+        let cases: Vec<Case> = vec![
+            (
+                "fork",
+                vec![
+                    (1000, publish('a', "s1", 1, None, 1)),
+                    (2000, publish('a', "s2", 2, Some("s1"), 1)),
+                    (3000, publish('b', "s3", 3, Some("s1"), 2)),
+                ],
+                &[
+                    "node b published snapshot s3 at 3.0s on parent s1",
+                    "the head was s2 (published by node a at 2.0s)",
+                ],
+            ),
+            (
+                "head moves back",
+                vec![
+                    (1000, publish('a', "s1", 5, None, 1)),
+                    (2000, publish('b', "s2", 4, Some("s1"), 2)),
+                ],
+                &[
+                    "node b's snapshot s2 (version 4)",
+                    "node a's s1 (version 5)",
+                ],
+            ),
+            (
+                "restored file differs",
+                vec![(
+                    4000,
+                    restore(
+                        'c',
+                        7,
+                        3,
+                        &[("state.json", "aaaa")],
+                        &[("state.json", "bbbb")],
+                    ),
+                )],
+                &[
+                    "node c restored snapshot s2 (fetch 7) at 4.0s",
+                    "state.json hashes to bbbb but the manifest records aaaa",
+                ],
+            ),
+            (
+                "v1 signs over no files",
+                vec![(4000, restore('c', 7, 3, &[], &[("state.json", "bbbb")]))],
+                &["state.json was restored (bbbb) but the manifest records no hash"],
+            ),
+        ];
+        for (name, events, facts) in cases {
+            let r = run(Invariant::ChainIntact, &hist(events));
+            assert!(!r.ok(), "{name}: expected a violation");
+            only_violation(&r, facts);
+        }
+    }
+
+    #[test]
+    fn chain_intact_accepts_a_linear_chain_and_v1_versions() {
+        let h = hist(vec![
+            (1000, publish('a', "s1", 0, None, 1)),
+            (2000, publish('a', "s2", 0, Some("s1"), 1)),
+            (3000, refused_publish('b', "x", 1)),
+            (4000, publish('b', "s3", 1, Some("s2"), 2)),
+            (
+                5000,
+                restore(
+                    'c',
+                    1,
+                    3,
+                    &[("state.json", "aa"), ("b", "bb")],
+                    &[("b", "bb"), ("state.json", "aa")],
+                ),
+            ),
+        ]);
+        let r = run(Invariant::ChainIntact, &h);
+        assert_ok(&r);
+        assert!(
+            r.notes[0].contains("3 publishes accepted, 1 refused; head s3"),
+            "{:?}",
+            r.notes
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! Invariant 6, tamper-refused: a tampered snapshot served to a restoring node is refused.
+//! Kept apart because it judges the restore path, which no other checker reads.
+
+use super::timeline::t;
+use super::{Invariant, Report, Violation};
+use crate::history::{Entry, Event, History, Role};
+use crate::ids::NodeId;
+use std::collections::BTreeMap;
+
+pub(super) fn tamper_refused(h: &History) -> Report {
+    let inv = Invariant::TamperRefused;
+    // (node, fetch) → (served entry, snapshot id, tamper kind, verdict given)
+    let mut tampered: BTreeMap<(NodeId, u64), (&Entry, String, &str, bool)> = BTreeMap::new();
+    let mut violations = Vec::new();
+    let mut notes = Vec::new();
+    for e in h.iter() {
+        match &e.event {
+            Event::SnapshotServed {
+                node,
+                fetch_id,
+                id,
+                tamper: Some(kind),
+            } => {
+                let id = id.clone().unwrap_or_else(|| "(unnamed)".into());
+                tampered.insert((*node, *fetch_id), (e, id, kind, false));
+            }
+            Event::RestoreVerified {
+                node,
+                fetch_id,
+                version,
+                ..
+            } => {
+                if let Some((se, id, kind, seen)) = tampered.get_mut(&(*node, *fetch_id)) {
+                    *seen = true;
+                    // A replayed old head is detectable only against a higher version the
+                    // node trusted before (TUF's persisted version); a blank node cannot
+                    // know a newer one exists.
+                    let trusted_higher =
+                        h.entries
+                            .iter()
+                            .take_while(|x| x.seq < e.seq)
+                            .any(|x| match &x.event {
+                                Event::RestoreVerified {
+                                    node: n,
+                                    version: v,
+                                    ..
+                                } => n == node && v > version,
+                                Event::SnapshotPublished {
+                                    node: n,
+                                    version: v,
+                                    accepted: true,
+                                    ..
+                                } => n == node && v > version,
+                                _ => false,
+                            });
+                    if *kind == "rollback" && !trusted_higher {
+                        notes.push(format!(
+                            "node {node} restored a replayed older head ({id}) at {} with no higher version trusted before: undetectable, not a violation",
+                            t(e.at)
+                        ));
+                        continue;
+                    }
+                    let mut evidence = vec![se.seq, e.seq];
+                    let later_lead = h.entries.iter().find(|x| {
+                        x.seq > e.seq
+                            && matches!(&x.event, Event::RoleChanged { node: n, role: Role::Leader, .. } if n == node)
+                    });
+                    let then = match later_lead {
+                        Some(x) => {
+                            evidence.push(x.seq);
+                            format!("; it then took the lead at {}", t(x.at))
+                        }
+                        None => String::new(),
+                    };
+                    violations.push(Violation::new(
+                        inv,
+                        e.at,
+                        format!(
+                            "node {node} accepted a snapshot tampered with {kind}: fetch {fetch_id} of {id} was served at {} and verified and restored at {}{then}",
+                            t(se.at),
+                            t(e.at)
+                        ),
+                        evidence,
+                    ));
+                }
+            }
+            Event::RestoreRefused {
+                node,
+                fetch_id: Some(fetch_id),
+                reason,
+            } => {
+                if let Some((_, id, kind, seen)) = tampered.get_mut(&(*node, *fetch_id)) {
+                    *seen = true;
+                    notes.push(format!(
+                        "node {node} refused fetch {fetch_id} of {id} (tampered with {kind}) at {}: {reason}",
+                        t(e.at)
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    for ((node, fetch), (se, id, kind, seen)) in &tampered {
+        if !seen {
+            notes.push(format!(
+                "node {node} gave no verdict on fetch {fetch} of {id} (tampered with {kind}, served at {})",
+                t(se.at)
+            ));
+        }
+    }
+    notes.insert(0, format!("{} tampered snapshots served", tampered.len()));
+    Report::new(inv, violations, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::test_support::*;
+
+    #[test]
+    fn tamper_refused_flags_an_accepted_tampered_snapshot() {
+        let h = hist(vec![
+            (20_000, served('c', 4, Some("re-sign"))),
+            (21_000, restore('c', 4, 3, &[], &[])),
+            (25_000, lead('c', 2, "lease free")),
+        ]);
+        let r = run(Invariant::TamperRefused, &h);
+        let v = only_violation(
+            &r,
+            &[
+                "node c accepted a snapshot tampered with re-sign",
+                "fetch 4",
+                "at 21.0s",
+                "took the lead at 25.0s",
+            ],
+        );
+        assert_eq!(v.evidence, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn tamper_refused_passes_a_refusal_and_an_untampered_restore() {
+        let h = hist(vec![
+            (20_000, served('c', 4, Some("flip-byte"))),
+            (21_000, refused('c', 4)),
+            (22_000, served('c', 5, None)),
+            (23_000, restore('c', 5, 3, &[], &[])),
+        ]);
+        let r = run(Invariant::TamperRefused, &h);
+        assert_ok(&r);
+        assert_note(&r, "node c refused fetch 4");
+    }
+}
