@@ -22,7 +22,10 @@ macro_rules! mutant {
         #[cfg(feature = "mutants")]
         let active = $holder.mutant == Some($crate::mutant::Mutant::$name);
         #[cfg(not(feature = "mutants"))]
-        let active = false;
+        let active = {
+            let _ = &$holder;
+            false
+        };
         active
     }};
 }
