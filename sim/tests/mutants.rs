@@ -3,7 +3,8 @@
 //! Each mutant removes one mechanism of the `fenced` protocol or its services. For each,
 //! a pinned seed shows the fuzzer's case (the same `random_plan` and `run_case` that
 //! `lifeboat fuzz` runs, fast engine) violating the invariant that mechanism protects,
-//! while the same case without the mutant does not. The ignored test `mutant_table`
+//! while the same case without the mutant does not (one mutant, `stale-candidacy-answers`,
+//! has no catching case yet and no test claims one). The ignored test `mutant_table`
 //! measures, per mutant, the cases and CPU seconds to the first catch from seed 0 and the
 //! size of the shrunk case; it printed the table in `docs/mutants.md`:
 //!
@@ -24,73 +25,74 @@ const MAX_FAULTS: usize = 8;
 /// How many cases `mutant_table` runs per mutant before it calls the mutant a survivor.
 const BUDGET: u64 = 10_000;
 
-/// A mutant, the invariant its mechanism protects, and a seed whose case catches it.
+/// A mutant, the invariant its mechanism protects, and a seed whose case catches it
+/// (`None`: no case found yet; `docs/mutants.md` lists it as surviving).
 struct Pinned {
     mutant: Mutant,
     invariant: Invariant,
-    seed: u64,
+    seed: Option<u64>,
 }
 
 const PINNED: [Pinned; 12] = [
     Pinned {
         mutant: Mutant::StoreNoTokenCheck,
         invariant: Invariant::LeaderExclusive,
-        seed: 0,
+        seed: Some(358),
     },
     Pinned {
         mutant: Mutant::StoreNoChildCheck,
         invariant: Invariant::ChainIntact,
-        seed: 0,
+        seed: Some(70),
     },
     Pinned {
         mutant: Mutant::NoStepDown,
         invariant: Invariant::LeaderExclusive,
-        seed: 0,
+        seed: Some(3),
     },
     Pinned {
         mutant: Mutant::WallClockLease,
         invariant: Invariant::LeaderExclusive,
-        seed: 0,
+        seed: Some(37),
     },
     Pinned {
         mutant: Mutant::PollWithoutLease,
         invariant: Invariant::PollExclusive,
-        seed: 0,
+        seed: Some(15),
     },
     Pinned {
         mutant: Mutant::OffsetBeforeReplies,
         invariant: Invariant::ChatAnswered,
-        seed: 0,
+        seed: Some(0),
     },
     Pinned {
         mutant: Mutant::RepliesAfterStepDown,
         invariant: Invariant::ChatAnswered,
-        seed: 0,
+        seed: Some(80),
     },
     Pinned {
         mutant: Mutant::NoSignatureCheck,
         invariant: Invariant::TamperRefused,
-        seed: 0,
+        seed: Some(19),
     },
     Pinned {
         mutant: Mutant::NoVersionFloor,
         invariant: Invariant::TamperRefused,
-        seed: 0,
+        seed: Some(65),
     },
     Pinned {
         mutant: Mutant::NoManifestHeadCheck,
         invariant: Invariant::TamperRefused,
-        seed: 0,
+        seed: Some(3),
     },
     Pinned {
         mutant: Mutant::LeaseBackBeforeLastPoll,
         invariant: Invariant::PollExclusive,
-        seed: 0,
+        seed: Some(11041493),
     },
     Pinned {
         mutant: Mutant::StaleCandidacyAnswers,
         invariant: Invariant::LeaderExclusive,
-        seed: 0,
+        seed: None,
     },
 ];
 
@@ -126,20 +128,19 @@ fn case(mutant: Option<Mutant>, seed: u64, plan: Option<&FaultPlan>) -> CaseOutc
 /// The pinned case violates the mutant's invariant; without the mutant it does not.
 fn assert_caught(mutant: Mutant) {
     let p = pinned(mutant);
-    let caught = case(Some(mutant), p.seed, None);
+    let seed = p.seed.expect("a pinned seed");
+    let caught = case(Some(mutant), seed, None);
     assert!(
         caught.violated().contains(&p.invariant),
-        "mutant {mutant}, seed {}: expected {} violated, got {:?}: {}",
-        p.seed,
+        "mutant {mutant}, seed {seed}: expected {} violated, got {:?}: {}",
         p.invariant,
         caught.violated(),
         caught.report.reason
     );
-    let intact = case(None, p.seed, None);
+    let intact = case(None, seed, None);
     assert!(
         !intact.violated().contains(&p.invariant),
-        "seed {} violates {} without the mutant too: {}",
-        p.seed,
+        "seed {seed} violates {} without the mutant too: {}",
         p.invariant,
         intact.report.reason
     );
@@ -201,16 +202,18 @@ fn lease_back_before_last_poll_is_caught() {
 }
 
 #[test]
-fn stale_candidacy_answers_is_caught() {
-    assert_caught(Mutant::StaleCandidacyAnswers);
-}
-
-#[test]
-fn every_mutant_is_pinned_once() {
+fn every_mutant_is_listed_once() {
     for m in Mutant::ALL {
         assert_eq!(PINNED.iter().filter(|p| p.mutant == m).count(), 1, "{m}");
         assert_eq!(Mutant::parse(m.name()), Ok(m));
     }
+    // The one survivor so far (docs/mutants.md): no pinned case, no test claiming one.
+    let survivors: Vec<Mutant> = PINNED
+        .iter()
+        .filter(|p| p.seed.is_none())
+        .map(|p| p.mutant)
+        .collect();
+    assert_eq!(survivors, [Mutant::StaleCandidacyAnswers]);
 }
 
 /// This thread's CPU time in seconds (user + system), from `/proc/thread-self/stat`.
