@@ -148,7 +148,7 @@ pub(super) fn chain_intact(h: &History) -> Report {
     notes.insert(
         0,
         format!(
-            "{} publish attempts recorded by the store, {accepted} accepted, {refused} refused; {} heads served untampered; {head_words}; {restores} restores verified",
+            "{accepted} publishes accepted, {refused} refused; {head_words}; {restores} restores verified; {} publish attempts recorded by the store, {} heads served untampered",
             records.attempts, records.heads_served
         ),
     );
@@ -370,6 +370,58 @@ mod tests {
             r.notes[0].contains("3 publishes accepted, 1 refused; head s3"),
             "{:?}",
             r.notes
+        );
+    }
+
+    fn attempt(node: char, id: &str, parent: Option<&str>, digest: &str) -> Event {
+        Event::PublishAttempted {
+            node: n(node),
+            id: id.into(),
+            version: 0,
+            parent: parent.map(Into::into),
+            token: Some(1),
+            digest: digest.into(),
+        }
+    }
+
+    #[test]
+    fn chain_intact_judges_the_stores_records_self_links_reused_ids_and_served_heads() {
+        // v1's same-hour clobber: the id is its own parent and is accepted a second time.
+        let h = hist(vec![
+            (1000, attempt('a', "s1", None, "d1")),
+            (1000, publish('a', "s1", 0, None, 1)),
+            (2000, attempt('a', "s1", Some("s1"), "d1")),
+            (2000, publish('a', "s1", 0, Some("s1"), 1)),
+        ]);
+        only_violation(
+            &run(Invariant::ChainIntact, &h),
+            &[
+                "accepted node a's publish s1 at 2.0s",
+                "its parent is itself (s1)",
+                "reused for identical content",
+            ],
+        );
+        // A served head older than one served before.
+        let head = |fetch: u64, id: &str, version: u64| Event::HeadServed {
+            node: n('b'),
+            fetch_id: fetch,
+            id: Some(id.into()),
+            version,
+            parent: None,
+            tamper: None,
+        };
+        let h = hist(vec![
+            (1000, publish('a', "s1", 1, None, 1)),
+            (2000, publish('a', "s2", 2, Some("s1"), 1)),
+            (3000, head(1, "s2", 2)),
+            (4000, head(2, "s1", 1)),
+        ]);
+        only_violation(
+            &run(Invariant::ChainIntact, &h),
+            &[
+                "served node b head s1 (version 1, fetch 2)",
+                "older than s2",
+            ],
         );
     }
 }

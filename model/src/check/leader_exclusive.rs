@@ -319,4 +319,52 @@ mod tests {
         );
         assert_eq!(v.evidence, vec![0, 2]);
     }
+
+    fn granted(node: char, token: u64) -> Event {
+        Event::LeaseGranted {
+            node: n(node),
+            token,
+            lease: token as i64,
+            expires_at: Millis::secs(60),
+        }
+    }
+
+    fn attempt(node: char, id: &str, token: u64) -> Event {
+        Event::PublishAttempted {
+            node: n(node),
+            id: id.into(),
+            version: 2,
+            parent: Some("s1".into()),
+            token: Some(token),
+            digest: "d".into(),
+        }
+    }
+
+    #[test]
+    fn leader_exclusive_judges_the_token_on_each_attempt_against_the_newest_grant() {
+        // The store has seen no publish with token 5 yet, so a store comparing only with
+        // what it accepted takes token 3: the attempt shows it.
+        let accepted = hist(vec![
+            (1000, granted('a', 3)),
+            (5000, granted('b', 5)),
+            (6000, attempt('a', "s2", 3)),
+            (6000, publish('a', "s2", 2, Some("s1"), 3)),
+        ]);
+        only_violation(
+            &run(Invariant::LeaderExclusive, &accepted),
+            &[
+                "accepted node a's publish s2 with stale token 3 at 6.0s",
+                "granted token 5 to node b at 5.0s",
+            ],
+        );
+        let refused = hist(vec![
+            (1000, granted('a', 3)),
+            (5000, granted('b', 5)),
+            (6000, attempt('a', "s2", 3)),
+            (6000, refused_publish('a', "s2", 3)),
+        ]);
+        let r = run(Invariant::LeaderExclusive, &refused);
+        assert_ok(&r);
+        assert_note(&r, "1 stale attempts refused by the store");
+    }
 }

@@ -247,4 +247,50 @@ mod tests {
         assert_ok(&r);
         assert_note(&r, "node c refused fetch 4");
     }
+
+    #[test]
+    fn tamper_refused_judges_a_restore_against_what_the_node_knew_under_every_profile() {
+        // opentrident-v1 (version 0): the node's manifest names s2, it restored the older
+        // s1, signed and untampered.
+        let basis = |manifest: &str| Event::RestoreBasis {
+            node: n('c'),
+            fetch_id: 4,
+            manifest_head: Some(manifest.into()),
+            known_head: None,
+            persisted_version: None,
+        };
+        let restored_s1 = Event::RestoreVerified {
+            node: n('c'),
+            fetch_id: 4,
+            snapshot: "s1".into(),
+            version: 0,
+            state_version: 1,
+            recorded: Vec::new(),
+            restored: Vec::new(),
+        };
+        let h = hist(vec![
+            (1000, publish('a', "s1", 0, None, 0)),
+            (2000, publish('a', "s2", 0, Some("s1"), 0)),
+            (3000, basis("s2")),
+            (3000, restored_s1.clone()),
+        ]);
+        only_violation(
+            &run(Invariant::TamperRefused, &h),
+            &[
+                "node c restored snapshot s1",
+                "its bootstrap manifest names the newer head s2",
+                "a rollback accepted",
+            ],
+        );
+        // The same restore by a node whose manifest named s1 is no rollback.
+        let h = hist(vec![
+            (1000, publish('a', "s1", 0, None, 0)),
+            (2000, publish('a', "s2", 0, Some("s1"), 0)),
+            (3000, basis("s1")),
+            (3000, restored_s1),
+        ]);
+        let r = run(Invariant::TamperRefused, &h);
+        assert_ok(&r);
+        assert_note(&r, "1 restores judged against what the node knew");
+    }
 }
