@@ -176,6 +176,9 @@ pub(super) fn leader_exclusive(h: &History, tl: &Timeline) -> Report {
     Report::new(inv, violations, notes)
 }
 
+/// A publish attempt, its token, and the newest grant (token, entry) when it arrived.
+type Attempt<'a> = (&'a Entry, u64, Option<(u64, &'a Entry)>);
+
 /// What the token check on publish attempts judged.
 struct AttemptTokens {
     judged: usize,
@@ -195,17 +198,15 @@ fn judge_attempt_tokens(
     let inv = Invariant::LeaderExclusive;
     let mut newest: Option<(u64, &Entry)> = None;
     // The attempt the store's next decision is about, with the newest grant at the time.
-    let mut attempt: Option<(&Entry, u64, Option<(u64, &Entry)>)> = None;
+    let mut attempt: Option<Attempt> = None;
     let mut counts = AttemptTokens {
         judged: 0,
         stale_refused: 0,
     };
     for e in h.iter() {
         match &e.event {
-            Event::LeaseGranted { token, .. } => {
-                if newest.is_none_or(|(best, _)| *token > best) {
-                    newest = Some((*token, e));
-                }
+            Event::LeaseGranted { token, .. } if newest.is_none_or(|(best, _)| *token > best) => {
+                newest = Some((*token, e));
             }
             Event::PublishAttempted { token, .. } => {
                 attempt = token.map(|t| (e, t, newest));
