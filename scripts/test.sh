@@ -36,6 +36,8 @@ export LIFEBOAT_NODE_BINARY="$PWD/$target_dir/x86_64-unknown-linux-gnu/debug/lif
 case "$target_dir" in /*) LIFEBOAT_NODE_BINARY="$target_dir/x86_64-unknown-linux-gnu/debug/lifeboat";; esac
 echo "== cargo test (release: the simulations are CPU-bound; tests/docker.rs runs the docker drills)"
 cargo test --workspace --release --locked
+echo "== the mutants the checkers must catch (docs/mutants.md; built only with the feature)"
+cargo test --release --locked -p lifeboat-sim --features mutants --test mutants
 echo "== the AAA drill on the simulated backend"
 out="$(mktemp -d)"
 cargo run --release --locked --quiet -- drill scenarios/aaa-drill.toml --out "$out" --quiet

@@ -95,7 +95,7 @@ impl Outcome {
             failed_criteria: report
                 .criteria
                 .iter()
-                .filter(|c| c.met == Some(false))
+                .filter(|c| c.status == lifeboat_model::drill::CriterionStatus::NotMet)
                 .map(|c| c.id)
                 .collect(),
         }

@@ -155,6 +155,7 @@ impl EventKind {
             Event::HealthProbe { .. } => EventKind::HealthProbes,
             Event::RoleChanged { .. } => EventKind::Roles,
             Event::RestoreStarted { .. }
+            | Event::RestoreBasis { .. }
             | Event::RestoreVerified { .. }
             | Event::RestoreRefused { .. } => EventKind::Restores,
             Event::StateChanged { .. } => EventKind::StateChanges,
@@ -165,8 +166,10 @@ impl EventKind {
             Event::PollStarted { .. } | Event::PollEnded { .. } => EventKind::Polls,
             Event::ChatDelivered { .. } => EventKind::ChatDeliveries,
             Event::ChatReplied { .. } => EventKind::ChatReplies,
-            Event::SnapshotPublished { .. } => EventKind::Publishes,
-            Event::SnapshotServed { .. } => EventKind::FetchesServed,
+            Event::PublishAttempted { .. } | Event::SnapshotPublished { .. } => {
+                EventKind::Publishes
+            }
+            Event::HeadServed { .. } | Event::SnapshotServed { .. } => EventKind::FetchesServed,
         }
     }
 }

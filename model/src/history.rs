@@ -156,6 +156,21 @@ pub enum Event {
         /// Hashes of the files as restored, by file.
         restored: Vec<(String, String)>,
     },
+    /// What a node knew when it judged a fetched snapshot, recorded just before its
+    /// verdict ([`Event::RestoreVerified`] or [`Event::RestoreRefused`] for the same
+    /// fetch): restoring anything older than this is a rollback accepted.
+    RestoreBasis {
+        /// The node.
+        node: NodeId,
+        /// The store's fetch id being judged.
+        fetch_id: u64,
+        /// The head its bootstrap manifest names, if it has one.
+        manifest_head: Option<String>,
+        /// The snapshot it last wrote or restored (its disk's head), if any.
+        known_head: Option<String>,
+        /// The highest version its verifier has persisted (lifeboat chains only).
+        persisted_version: Option<u64>,
+    },
     /// A node refused a snapshot.
     RestoreRefused {
         /// The node.
@@ -280,6 +295,22 @@ pub enum Event {
     },
 
     // ---- the snapshot store ----
+    /// The store received a publish; recorded before it decides (its decision is the
+    /// [`Event::SnapshotPublished`] that follows), so a check the store skipped shows.
+    PublishAttempted {
+        /// The publisher.
+        node: NodeId,
+        /// The snapshot id.
+        id: String,
+        /// Its version (v1: 0).
+        version: u64,
+        /// Its parent's id.
+        parent: Option<String>,
+        /// The publisher's fencing token.
+        token: Option<u64>,
+        /// SHA-256 over its files ([`crate::store::content_digest`]).
+        digest: String,
+    },
     /// The store accepted or refused a publish.
     SnapshotPublished {
         /// The publisher.
@@ -310,6 +341,21 @@ pub enum Event {
         /// The tamper applied by an injected fault, if any (`flip-byte`, `re-sign`, …).
         tamper: Option<String>,
     },
+    /// The store served its head (a fetch that named no snapshot).
+    HeadServed {
+        /// Who fetched.
+        node: NodeId,
+        /// Fetch id.
+        fetch_id: u64,
+        /// The head served (`None`: the store was empty).
+        id: Option<String>,
+        /// Its version (v1: 0).
+        version: u64,
+        /// Its parent's id.
+        parent: Option<String>,
+        /// The tamper an injected fault applied to it, if any.
+        tamper: Option<String>,
+    },
 }
 
 impl Event {
@@ -336,7 +382,10 @@ impl Event {
             | ChatDelivered { node, .. }
             | ChatReplied { node, .. }
             | SnapshotPublished { node, .. }
-            | SnapshotServed { node, .. } => Some(*node),
+            | SnapshotServed { node, .. }
+            | RestoreBasis { node, .. }
+            | PublishAttempted { node, .. }
+            | HeadServed { node, .. } => Some(*node),
             PollStarted { node, .. } | PollEnded { node, .. } => *node,
         }
     }

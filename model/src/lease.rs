@@ -49,6 +49,8 @@ pub struct LeaseStore {
     key: Option<Holder>,
     /// Revision at which the key last changed (put or delete).
     key_mod: u64,
+    /// The newest fencing token granted (0 before the first).
+    newest_token: u64,
     watchers: Vec<Watcher>,
 }
 
@@ -60,6 +62,12 @@ impl LeaseStore {
             next_lease: 1,
             ..LeaseStore::default()
         }
+    }
+
+    /// The newest fencing token granted so far, whether or not its lease still runs: the
+    /// snapshot store refuses publishes below it.
+    pub fn newest_token(&self) -> u64 {
+        self.newest_token
     }
 
     /// The current holder of the leader key.
@@ -189,6 +197,7 @@ impl LeaseStore {
                 if won {
                     self.revision += 1;
                     self.key_mod = self.revision;
+                    self.newest_token = self.revision;
                     self.key = Some(Holder {
                         value,
                         revision: self.revision,

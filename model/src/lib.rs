@@ -16,6 +16,22 @@
 //!   drill runner that drives any backend.
 #![deny(missing_docs)]
 
+/// `mutant!(holder, Name)`: whether mutant `Name` is active in `holder` (anything with a
+/// `mutant: Option<Mutant>` field). Without the `mutants` feature it is `false`, so every
+/// mutant site compiles away.
+macro_rules! mutant {
+    ($holder:expr, $name:ident) => {{
+        #[cfg(feature = "mutants")]
+        let active = $holder.mutant == Some($crate::mutant::Mutant::$name);
+        #[cfg(not(feature = "mutants"))]
+        let active = {
+            let _ = &$holder;
+            false
+        };
+        active
+    }};
+}
+
 pub mod backend;
 pub mod bootstrap;
 pub mod check;
@@ -26,6 +42,8 @@ pub mod ids;
 pub mod lease;
 pub mod limits;
 pub mod locate;
+#[cfg(feature = "mutants")]
+pub mod mutant;
 pub mod node;
 pub mod profile;
 pub mod proto;

@@ -429,6 +429,7 @@ impl Node {
 
     /// One step: apply `input` at `clock`, appending effects to `out`.
     pub fn step(&mut self, clock: Clock, input: Input, out: &mut Vec<Effect>) {
+        let clock = self.mutated_clock(clock);
         if let Input::Timer(Timer::Request(req)) = input {
             if let Some(p) = self.pending.remove(&req) {
                 self.on_failure(clock, p, out);
@@ -465,6 +466,35 @@ impl Node {
     }
 
     // ------------------------------------------------------------------ shared helpers
+
+    /// The clock as the node reads it: the wall clock stands in for the monotonic one
+    /// under the `wall-clock-lease` mutant, the clock as given otherwise.
+    fn mutated_clock(&self, clock: Clock) -> Clock {
+        match &self.cfg.profile {
+            Profile::Fenced(p) if mutant!(p, WallClockLease) => Clock {
+                mono: clock.wall,
+                wall: clock.wall,
+            },
+            _ => clock,
+        }
+    }
+
+    /// Verifies a lifeboat chain; the verifier's checks that a mutant removes are skipped.
+    fn verify_chain(
+        &self,
+        policy: &VerifyPolicy,
+        chain: &[SignedManifest],
+        bundle: &snapshot::Bundle,
+    ) -> Result<snapshot::Verified, snapshot::VerifyError> {
+        let skips = match &self.cfg.profile {
+            Profile::Fenced(p) => snapshot::Skips {
+                signatures: mutant!(p, NoSignatureCheck),
+                version_floor: mutant!(p, NoVersionFloor),
+            },
+            Profile::OpentridentV1(_) => snapshot::Skips::default(),
+        };
+        snapshot::verify_skipping(policy, chain, bundle, skips)
+    }
 
     fn send(&mut self, request: Request, pending: Pending, timeout: Millis, out: &mut Vec<Effect>) {
         let req = self.next_req;
@@ -524,7 +554,9 @@ impl Node {
     /// Whether the node may do leader work now: fenced needs an unexpired safe lease.
     fn may_act(&self, clock: Clock) -> bool {
         match &self.cfg.profile {
-            Profile::Fenced(p) if p.broken_no_step_down => self.role == Role::Leader,
+            Profile::Fenced(p) if p.broken_no_step_down || mutant!(p, NoStepDown) => {
+                self.role == Role::Leader
+            }
             Profile::Fenced(_) => self.role == Role::Leader && clock.mono < self.safe_until,
             Profile::OpentridentV1(_) => self.role == Role::Leader,
         }
@@ -561,6 +593,19 @@ impl Node {
         fetch_id: u64,
         out: &mut Vec<Effect>,
     ) -> Result<u64, String> {
+        // What the node knew before judging, so the checkers can tell a rollback from the
+        // history alone.
+        out.push(Effect::Emit(Event::RestoreBasis {
+            node: self.cfg.id,
+            fetch_id,
+            manifest_head: self
+                .disk
+                .bootstrap
+                .as_ref()
+                .map(|m| m.snapshot_head.clone()),
+            known_head: self.disk.snapshot_head.clone(),
+            persisted_version: self.disk.trust.highest.as_ref().map(|(v, _)| *v),
+        }));
         let (files, recorded, id, version) = match bundle {
             StoredBundle::Lifeboat(b) => {
                 let trusted = self.trusted_key();
@@ -569,10 +614,16 @@ impl Node {
                     state: self.disk.trust.clone(),
                     now: clock.wall,
                 };
-                let verified = snapshot::verify(&policy, &chain, &b).map_err(|e| e.to_string())?;
+                let verified = self
+                    .verify_chain(&policy, &chain, &b)
+                    .map_err(|e| e.to_string())?;
                 // The bootstrap manifest names a head; a chain that does not reach it is a
                 // replay of something older (a rollback below what the manifest promised).
-                if let Some(m) = &self.disk.bootstrap {
+                let check_manifest = match &self.cfg.profile {
+                    Profile::Fenced(p) => !mutant!(p, NoManifestHeadCheck),
+                    Profile::OpentridentV1(_) => true,
+                };
+                if let Some(m) = self.disk.bootstrap.as_ref().filter(|_| check_manifest) {
                     if !chain.iter().any(|c| c.manifest.id == m.snapshot_head) {
                         return Err(format!(
                             "rollback: the served chain ends at {} and does not contain {}, the head the bootstrap manifest names",
@@ -689,6 +740,9 @@ impl Node {
     fn reply_done(&mut self, clock: Clock, update: i64, ok: bool, out: &mut Vec<Effect>) {
         if !matches!(self.cfg.profile, Profile::Fenced(_)) {
             return; // OpenTrident's poller confirms at once, whatever became of the reply
+        }
+        if matches!(&self.cfg.profile, Profile::Fenced(p) if mutant!(p, OffsetBeforeReplies)) {
+            return; // confirmed with the batch already
         }
         self.replies_pending = self.replies_pending.saturating_sub(1);
         if !ok {
@@ -857,6 +911,7 @@ impl Node {
                 if matches!(self.role, Role::Leader | Role::Candidate)
                     && clock.mono >= self.safe_until
                     && !p.broken_no_step_down
+                    && !mutant!(p, NoStepDown)
                 {
                     self.fenced_step_down(clock, p, "lease could expire: no renewal in time", out);
                 } else if matches!(self.role, Role::Leader | Role::Candidate)
@@ -900,7 +955,7 @@ impl Node {
                 // first and be ended by ours with 409. The lease's own expiry never allows
                 // that (polls end before the safe lease does); a handover must not either:
                 // stop acting now, hand the lease back once that poll has surely arrived.
-                let wait = if self.polling {
+                let wait = if self.polling && !mutant!(p, LeaseBackBeforeLastPoll) {
                     (self.poll_sent + p.poll_landed_after()).saturating_sub(clock.mono)
                 } else {
                     Millis::ZERO
@@ -983,8 +1038,10 @@ impl Node {
         // term's poll supersedes it, must not read as the new poll failing (that started a
         // self-superseding loop), and a late reply failure must not move the next term's
         // offset.
-        self.pending
-            .retain(|_, p| !matches!(p, Pending::Poll | Pending::Reply { .. }));
+        if !mutant!(p, RepliesAfterStepDown) {
+            self.pending
+                .retain(|_, p| !matches!(p, Pending::Poll | Pending::Reply { .. }));
+        }
         self.observed = None;
         out.push(Effect::CancelTimer(Timer::Renew));
         out.push(Effect::CancelTimer(Timer::StepDown));
@@ -1068,7 +1125,8 @@ impl Node {
                 self.fenced_observe(clock, p, holder, revision, out);
             }
             (Pending::Grant { sent, term }, Response::Lease(LeaseResp::Granted { lease, .. })) => {
-                if self.role != Role::Candidate || term != self.term || self.lease.is_some() {
+                let stale = term != self.term && !mutant!(p, StaleCandidacyAnswers);
+                if self.role != Role::Candidate || stale || self.lease.is_some() {
                     // A lease for a candidacy that has ended: nobody will use or renew it.
                     self.send_revoke(p, lease, out);
                     return;
@@ -1096,7 +1154,9 @@ impl Node {
                     revision,
                 }),
             ) => {
-                if self.role != Role::Candidate || term != self.term || self.lease != Some(lease) {
+                let stale = (term != self.term || self.lease != Some(lease))
+                    && !mutant!(p, StaleCandidacyAnswers);
+                if self.role != Role::Candidate || stale {
                     // An earlier candidacy's campaign. If it won, the key sits under a
                     // lease nobody renews: give it back so the key goes at once.
                     if won && self.lease != Some(lease) {
@@ -1184,7 +1244,7 @@ impl Node {
             (Pending::Poll, Response::Telegram(TgResp::Updates(updates))) => {
                 self.polling = false;
                 self.conflicts_in_a_row = 0;
-                if !self.may_act(clock) {
+                if !self.may_act(clock) && !mutant!(p, RepliesAfterStepDown) {
                     return; // the updates stay unconfirmed; the next leader gets them
                 }
                 self.cycle_status = "live".into();
@@ -1193,6 +1253,11 @@ impl Node {
                 }
                 if let Some(last) = updates.last() {
                     self.batch_next = Some(last.update_id + 1);
+                }
+                if mutant!(p, OffsetBeforeReplies) {
+                    // Confirmed with the next poll, sent now, whatever becomes of the replies.
+                    self.offset = self.batch_next.take().or(self.offset);
+                    self.replies_pending = 0;
                 }
                 if self.replies_pending == 0 {
                     self.fenced_poll(clock, p, out);
@@ -1334,7 +1399,7 @@ impl Node {
             state: self.disk.trust.clone(),
             now: clock.wall,
         };
-        let Ok(v) = snapshot::verify(&policy, &chain, &b) else {
+        let Ok(v) = self.verify_chain(&policy, &chain, &b) else {
             return false;
         };
         self.disk.trust = v.state;
@@ -1344,12 +1409,17 @@ impl Node {
     }
 
     fn fenced_poll(&mut self, clock: Clock, p: &FencedParams, out: &mut Vec<Effect>) {
-        if self.polling || self.replies_pending > 0 || !self.may_act(clock) {
+        let lease_gate = !mutant!(p, PollWithoutLease);
+        if self.polling
+            || self.replies_pending > 0
+            || self.role != Role::Leader
+            || (lease_gate && !self.may_act(clock))
+        {
             return;
         }
         // The poll must end at Telegram before this lease could lapse: the request may
         // take max_latency to arrive, then runs for `timeout`.
-        let remaining = if p.broken_no_step_down {
+        let remaining = if p.broken_no_step_down || mutant!(p, NoStepDown) || !lease_gate {
             p.poll_timeout + p.max_latency
         } else {
             self.safe_until.saturating_sub(clock.mono)

@@ -101,6 +101,11 @@ pub struct FencedParams {
     /// before its lease can expire. Never set this outside tests.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub broken_no_step_down: bool,
+    /// The mechanism removed for a mutant test (`docs/mutants.md`); never in a scenario
+    /// file, never in the binary users run.
+    #[cfg(feature = "mutants")]
+    #[serde(skip)]
+    pub mutant: Option<crate::mutant::Mutant>,
 }
 
 impl Default for FencedParams {
@@ -120,6 +125,8 @@ impl Default for FencedParams {
             snapshot_ttl: Millis::secs(24 * 3600),
             retry_after: Millis::ms(500),
             broken_no_step_down: false,
+            #[cfg(feature = "mutants")]
+            mutant: None,
         }
     }
 }

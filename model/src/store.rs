@@ -1,10 +1,18 @@
 //! The snapshot store's semantics (the role GitHub Releases plays for OpenTrident).
 //!
 //! Lifeboat bundles are accepted only as children of the current head and only with a
-//! fencing token at least as high as any seen: a deposed leader's late publish is refused.
+//! fencing token at least as high as any seen and as the newest the lease store granted
+//! (the store checks a token with the lock service, as Chubby's servers check a
+//! sequencer): a deposed leader's late publish is refused even before its successor's
+//! first publish.
 //! OpenTrident v1 bundles are accepted as `gh release create` does, and a same-tag upload
 //! replaces the asset (`--clobber`). Injected faults make the store serve tampered or old
 //! content so that verifiers can be judged.
+//!
+//! The store records every write attempt before it decides ([`Event::PublishAttempted`]),
+//! then its decision ([`Event::SnapshotPublished`]), and every head it serves
+//! ([`Event::HeadServed`]): the checkers judge what the store was asked and what it
+//! served, so a store that forgot a check is caught.
 
 use crate::fault::Tamper;
 use crate::history::Event;
@@ -21,6 +29,37 @@ pub struct SnapshotStore {
     next_fetch: u64,
     tamper: Option<Tamper>,
     attacker: SnapshotKey,
+    /// The check a mutant test removed (`docs/mutants.md`).
+    #[cfg(feature = "mutants")]
+    mutant: Option<crate::mutant::Mutant>,
+}
+
+/// SHA-256 over a bundle's files (paths and contents), whatever its format: two publishes
+/// with the same digest carry the same content.
+pub fn content_digest(bundle: &StoredBundle) -> String {
+    let files = match bundle {
+        StoredBundle::Lifeboat(b) => &b.files,
+        StoredBundle::V1(b) => &b.files,
+    };
+    let mut listing = Vec::new();
+    for (path, bytes) in files {
+        listing.extend_from_slice(path.as_bytes());
+        listing.push(0);
+        listing.extend_from_slice(snapshot::sha256_hex(bytes).as_bytes());
+        listing.push(b'\n');
+    }
+    snapshot::sha256_hex(&listing)
+}
+
+/// A bundle's version (v1: 0) and its parent's id.
+fn version_and_parent(bundle: &StoredBundle) -> (u64, Option<String>) {
+    match bundle {
+        StoredBundle::Lifeboat(b) => (
+            b.manifest.manifest.version,
+            b.manifest.manifest.parent.as_ref().map(|p| p.id.clone()),
+        ),
+        StoredBundle::V1(b) => (0, b.manifest.parent_snapshot_id.clone()),
+    }
 }
 
 impl SnapshotStore {
@@ -32,7 +71,15 @@ impl SnapshotStore {
             next_fetch: 1,
             tamper: None,
             attacker,
+            #[cfg(feature = "mutants")]
+            mutant: None,
         }
+    }
+
+    /// Removes one of the store's checks, for a mutant test.
+    #[cfg(feature = "mutants")]
+    pub fn set_mutant(&mut self, mutant: Option<crate::mutant::Mutant>) {
+        self.mutant = mutant;
     }
 
     /// Sets or clears the tamper applied to what the store serves.
@@ -60,31 +107,37 @@ impl SnapshotStore {
         self.accepted.is_empty()
     }
 
-    /// Publishes a bundle from `node`; returns the answer and the history event.
+    /// Publishes a bundle from `node`; `granted` is the newest fencing token the lease
+    /// store has granted. Returns the answer and the history events: the attempt, then
+    /// the decision.
     pub fn publish(
         &mut self,
         node: NodeId,
         bundle: StoredBundle,
         token: Option<u64>,
         state_version: u64,
-    ) -> (StoreResp, Event) {
-        let (version, parent) = match &bundle {
-            StoredBundle::Lifeboat(b) => (
-                b.manifest.manifest.version,
-                b.manifest.manifest.parent.as_ref().map(|p| p.id.clone()),
-            ),
-            StoredBundle::V1(b) => (0, b.manifest.parent_snapshot_id.clone()),
-        };
+        granted: u64,
+    ) -> (StoreResp, Vec<Event>) {
+        let (version, parent) = version_and_parent(&bundle);
         let id = bundle.id().to_string();
+        let attempt = Event::PublishAttempted {
+            node,
+            id: id.clone(),
+            version,
+            parent: parent.clone(),
+            token,
+            digest: content_digest(&bundle),
+        };
+        self.highest_token = self.highest_token.max(granted);
         let verdict: Result<&str, String> = match &bundle {
             StoredBundle::Lifeboat(_) => {
                 let t = token.unwrap_or(0);
-                if t < self.highest_token {
+                if t < self.highest_token && !mutant!(self, StoreNoTokenCheck) {
                     Err(format!(
-                        "stale fencing token {t}: the store has seen {}",
+                        "stale fencing token {t}: the store has seen or the lease store granted {}",
                         self.highest_token
                     ))
-                } else if parent.as_deref() != self.head() {
+                } else if parent.as_deref() != self.head() && !mutant!(self, StoreNoChildCheck) {
                     Err(format!(
                         "not a child of the head {}",
                         self.head().unwrap_or("(none)")
@@ -125,11 +178,18 @@ impl SnapshotStore {
             accepted,
             note,
         };
-        (resp, event)
+        (resp, vec![attempt, event])
     }
 
     /// Serves a fetch of the head (`id = None`) or of one snapshot, applying any tamper.
-    pub fn fetch(&mut self, node: NodeId, id: Option<&str>, now: Millis) -> (StoreResp, Event) {
+    /// Returns the answer and the history events: what was served and, for a fetch of
+    /// the head, the head as served.
+    pub fn fetch(
+        &mut self,
+        node: NodeId,
+        id: Option<&str>,
+        now: Millis,
+    ) -> (StoreResp, Vec<Event>) {
         let fetch_id = self.next_fetch;
         self.next_fetch += 1;
         let pos = match id {
@@ -156,19 +216,31 @@ impl SnapshotStore {
             Some((c, b)) => (c, Some(b)),
             None => (Vec::new(), None),
         };
-        let event = Event::SnapshotServed {
+        let tamper = applied.map(|t| t.to_string());
+        let mut events = vec![Event::SnapshotServed {
             node,
             fetch_id,
-            id: served_id,
-            tamper: applied.map(|t| t.to_string()),
-        };
+            id: served_id.clone(),
+            tamper: tamper.clone(),
+        }];
+        if id.is_none() {
+            let (version, parent) = bundle.as_ref().map_or((0, None), version_and_parent);
+            events.push(Event::HeadServed {
+                node,
+                fetch_id,
+                id: served_id,
+                version,
+                parent,
+                tamper,
+            });
+        }
         (
             StoreResp::Fetched {
                 chain,
                 bundle,
                 fetch_id,
             },
-            event,
+            events,
         )
     }
 

@@ -118,8 +118,14 @@ pub fn make_fault(kind: usize, n: u64, m: u64, profile: &Profile) -> Fault {
             percent: (m % 31) as u8,
         },
         13 => Fault::StoreDown,
+        // One in four is slow enough (10-30 s) that a publish sent before a leader change
+        // lands after it: the store's fencing-token check has something to refuse.
         14 => Fault::StoreSlow {
-            extra: Millis(m % 5000),
+            extra: Millis(if m.is_multiple_of(4) {
+                10_000 + m / 4 % 20_000
+            } else {
+                m % 5000
+            }),
         },
         15 => Fault::StoreTamper {
             tamper: Tamper::ALL[(m % Tamper::ALL.len() as u64) as usize],
@@ -178,11 +184,20 @@ pub fn case_scenario(seed: u64, profile: &Profile, plan: &FaultPlan) -> Scenario
         }),
         step(Action::RegenerateManifest),
         step(Action::Bootstrap { node: NODES[1] }),
-        step(Action::Bootstrap { node: NODES[2] }),
     ];
     let mut now = Millis::secs(5);
     let mut faults = plan.faults.clone();
     faults.sort_by_key(|f| f.at);
+    // A plan that tampers with the store has the third node join while the first tamper
+    // is in place, from a manifest regenerated then: a blank node's restore, checked
+    // against the head its manifest names, meets the tamper. Otherwise it joins at once.
+    let mut late_join = faults
+        .iter()
+        .find(|f| matches!(f.fault, Fault::StoreTamper { .. }))
+        .map(|f| f.at.max(now) + Millis::secs(1));
+    if late_join.is_none() {
+        steps.push(step(Action::Bootstrap { node: NODES[2] }));
+    }
     // Chats every 20 s through the safety phase, interleaved with the faults.
     let mut chats: Vec<Millis> = (1..(FAULT_PHASE.0 / 20_000))
         .map(|i| Millis(i * 20_000))
@@ -191,7 +206,23 @@ pub fn case_scenario(seed: u64, profile: &Profile, plan: &FaultPlan) -> Scenario
     let mut fi = 0;
     let mut ci = 0;
     let mut chat_no = 0;
-    while fi < faults.len() || ci < chats.len() {
+    while fi < faults.len() || ci < chats.len() || late_join.is_some() {
+        if let Some(join) = late_join {
+            let before_fault = faults.get(fi).is_none_or(|f| join < f.at.max(now));
+            let before_chat = chats.get(ci).is_none_or(|c| join < *c);
+            if before_fault && before_chat {
+                if join > now {
+                    steps.push(step(Action::Wait {
+                        duration: join - now,
+                    }));
+                    now = join;
+                }
+                steps.push(step(Action::RegenerateManifest));
+                steps.push(step(Action::Bootstrap { node: NODES[2] }));
+                late_join = None;
+                continue;
+            }
+        }
         let next_fault = faults.get(fi).map(|f| f.at.max(now));
         let next_chat = chats.get(ci).copied();
         let (t, is_fault) = match (next_fault, next_chat) {

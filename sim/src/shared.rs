@@ -170,20 +170,34 @@ impl Conditions {
     }
 }
 
+/// The world's snapshot store; `attacker` signs re-signed tampers. Under a mutant test
+/// the store loses the check the profile's mutant names.
+pub(crate) fn new_store(cfg: &WorldConfig, attacker: SnapshotKey) -> SnapshotStore {
+    #[allow(unused_mut)]
+    let mut store = SnapshotStore::new(attacker);
+    #[cfg(feature = "mutants")]
+    if let Profile::Fenced(p) = &cfg.profile {
+        store.set_mutant(p.mutant);
+    }
+    #[cfg(not(feature = "mutants"))]
+    let _ = cfg;
+    store
+}
+
 /// A key seed derived from the world's seed, so keys differ per world but not per run.
 pub(crate) fn derive_seed(seed: u64, what: &str) -> [u8; 32] {
     snapshot::sha256(format!("{what}:{seed}").as_bytes())
 }
 
 /// Publishes the chain's first snapshot from the primary's initial state, in the
-/// profile's format, and points the primary's disk at it. Returns the store's event.
+/// profile's format, and points the primary's disk at it. Returns the store's events.
 pub(crate) fn publish_genesis(
     cfg: &WorldConfig,
     service_key: &SnapshotKey,
     store: &mut SnapshotStore,
     setup: &NodeSetup,
     disk: &mut Disk,
-) -> Event {
+) -> Vec<Event> {
     let wall = EPOCH_WALL;
     let bundle = match &cfg.profile {
         Profile::Fenced(p) => {
@@ -215,7 +229,7 @@ pub(crate) fn publish_genesis(
         }
     };
     disk.snapshot_head = Some(bundle.id().to_string());
-    store.publish(setup.id, bundle, Some(0), 0).1
+    store.publish(setup.id, bundle, Some(0), 0, 0).1
 }
 
 /// A bootstrap manifest naming the store's head (the runbook's phase 0).
@@ -288,17 +302,19 @@ fn state_version_of(bundle: &StoredBundle) -> u64 {
 }
 
 /// Serves a snapshot store request from `node`; `wall` is the store's clock (for the
-/// expiry of re-signed tampers).
+/// expiry of re-signed tampers), `granted` the newest fencing token the lease store has
+/// granted (the store checks publishes against it).
 pub(crate) fn store_request(
     store: &mut SnapshotStore,
     node: NodeId,
     r: StoreReq,
     wall: Millis,
-) -> (StoreResp, Event) {
+    granted: u64,
+) -> (StoreResp, Vec<Event>) {
     match r {
         StoreReq::Publish { bundle, token } => {
             let sv = state_version_of(&bundle);
-            store.publish(node, bundle, token, sv)
+            store.publish(node, bundle, token, sv, granted)
         }
         StoreReq::Fetch { id } => store.fetch(node, id.as_deref(), wall),
     }

@@ -69,7 +69,7 @@
 //!   written (its host is restarted); the fast engine delivers it.
 
 use crate::shared::{
-    answered_by, bootstrap_manifest, derive_seed, file_hashes, node_config, probe_event,
+    answered_by, bootstrap_manifest, derive_seed, file_hashes, new_store, node_config, probe_event,
     publish_genesis, stamp_sent, store_request, Conditions, RestartBackoff,
 };
 use crate::world::{
@@ -431,8 +431,9 @@ impl State {
                     return;
                 }
                 let wall = self.slots[0].clock.wall(now);
-                let (resp, ev) = store_request(&mut self.store, from.node, r, wall);
-                events.push(ev);
+                let granted = self.lease.newest_token();
+                let (resp, evs) = store_request(&mut self.store, from.node, r, wall, granted);
+                events.extend(evs);
                 replies.push(Reply {
                     to: from,
                     req,
@@ -1028,7 +1029,7 @@ impl TurmoilWorld {
             slots: Vec::new(),
             lease: LeaseStore::new(),
             bot: BotApi::new(),
-            store: SnapshotStore::new(attacker),
+            store: new_store(&cfg, attacker),
             cond: Conditions::default(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             history: History::new(),
@@ -1048,9 +1049,11 @@ impl TurmoilWorld {
                 Disk::primary()
             };
             if !setup.blank && !genesis_done {
-                let ev =
+                let events =
                     publish_genesis(&st.cfg, &st.service_key, &mut st.store, &setup, &mut disk);
-                st.push(Millis::ZERO, ev);
+                for ev in events {
+                    st.push(Millis::ZERO, ev);
+                }
                 genesis_done = true;
             }
             st.cond.lockfiles.entry(setup.host.clone()).or_default();

@@ -14,7 +14,7 @@
 //! error and its wall clock adds its offset.
 
 use crate::shared::{
-    answered_by, bootstrap_manifest, derive_seed, file_hashes, node_config, probe_event,
+    answered_by, bootstrap_manifest, derive_seed, file_hashes, new_store, node_config, probe_event,
     publish_genesis, stamp_sent, store_request, Conditions, RestartBackoff,
 };
 use lifeboat_model::bootstrap::BootstrapManifest;
@@ -254,7 +254,7 @@ impl World {
             slots: Vec::new(),
             lease: LeaseStore::new(),
             bot: BotApi::new(),
-            store: SnapshotStore::new(attacker),
+            store: new_store(&cfg, attacker),
             cond: Conditions::default(),
             wakes: BTreeMap::new(),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
@@ -273,8 +273,11 @@ impl World {
                 Disk::primary()
             };
             if !setup.blank && !genesis_done {
-                let ev = publish_genesis(&w.cfg, &w.service_key, &mut w.store, &setup, &mut disk);
-                w.history.push(w.now, ev);
+                let events =
+                    publish_genesis(&w.cfg, &w.service_key, &mut w.store, &setup, &mut disk);
+                for ev in events {
+                    w.history.push(w.now, ev);
+                }
                 genesis_done = true;
             }
             w.cond.lockfiles.entry(setup.host.clone()).or_default();
@@ -710,8 +713,9 @@ impl World {
                     return;
                 }
                 let wall = self.slots[0].clock.wall(now);
-                let (resp, ev) = store_request(&mut self.store, from.node, r, wall);
-                events.push(ev);
+                let granted = self.lease.newest_token();
+                let (resp, evs) = store_request(&mut self.store, from.node, r, wall, granted);
+                events.extend(evs);
                 replies.push(Reply {
                     to: from,
                     req,

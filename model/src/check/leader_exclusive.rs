@@ -6,6 +6,7 @@ use super::timeline::{t, token_words, Iv, Timeline};
 use super::{Count, Invariant, Report, Violation};
 use crate::history::{Entry, Event, History, Role};
 use crate::ids::NodeId;
+use std::collections::BTreeSet;
 
 /// The lock-file read that led to a promotion: the node's last read before it, within the
 /// same process and since its previous promotion, so an old term's read is never blamed.
@@ -108,8 +109,11 @@ pub(super) fn leader_exclusive(h: &History, tl: &Timeline) -> Report {
         }
     }
 
-    // Fencing: the store must never accept a publish whose token is below one it already
-    // accepted, or a deposed leader can overwrite its successor's work.
+    let mut flagged = BTreeSet::new();
+    let attempts = judge_attempt_tokens(h, &mut violations, &mut flagged);
+    // Fencing, where no attempt was recorded: the store must never accept a publish whose
+    // token is below one it already accepted, or a deposed leader can overwrite its
+    // successor's work.
     let mut highest: Option<(u64, &Entry)> = None;
     for e in h.iter() {
         let Event::SnapshotPublished {
@@ -122,7 +126,7 @@ pub(super) fn leader_exclusive(h: &History, tl: &Timeline) -> Report {
         else {
             continue;
         };
-        if let Some((best, be)) = highest {
+        if let Some((best, be)) = highest.filter(|_| !flagged.contains(&e.seq)) {
             if *token < best {
                 let (prev_node, prev_id) = match &be.event {
                     Event::SnapshotPublished { node, id, .. } => (node.to_string(), id.clone()),
@@ -145,7 +149,13 @@ pub(super) fn leader_exclusive(h: &History, tl: &Timeline) -> Report {
         }
     }
 
-    let mut notes = vec![format!("{} acting-leader intervals", tl.ivs.len())];
+    let mut notes = vec![
+        format!("{} acting-leader intervals", tl.ivs.len()),
+        format!(
+            "{} publish attempts' tokens judged against the newest grant; {} stale attempts refused by the store",
+            attempts.judged, attempts.stale_refused
+        ),
+    ];
     const SHOWN: usize = 20;
     for iv in tl.ivs.iter().take(SHOWN) {
         let end = match iv.end {
@@ -184,6 +194,75 @@ pub(super) fn leader_exclusive(h: &History, tl: &Timeline) -> Report {
         &[],
         "no node acted as leader",
     )
+}
+
+/// A publish attempt, its token, and the newest grant (token, entry) when it arrived.
+type Attempt<'a> = (&'a Entry, u64, Option<(u64, &'a Entry)>);
+
+/// What the token check on publish attempts judged.
+struct AttemptTokens {
+    judged: usize,
+    stale_refused: usize,
+}
+
+/// Judges the fencing token of every publish attempt, recorded when it reached the store
+/// and before the store decided, against the newest token the lease store had granted by
+/// then: a stale attempt the store accepted is a deposed leader overwriting its
+/// successor's chain, whatever the store believed. Returns the counts, and adds the
+/// decisions it flagged to `flagged`.
+fn judge_attempt_tokens(
+    h: &History,
+    violations: &mut Vec<Violation>,
+    flagged: &mut BTreeSet<u64>,
+) -> AttemptTokens {
+    let inv = Invariant::LeaderExclusive;
+    let mut newest: Option<(u64, &Entry)> = None;
+    // The attempt the store's next decision is about, with the newest grant at the time.
+    let mut attempt: Option<Attempt> = None;
+    let mut counts = AttemptTokens {
+        judged: 0,
+        stale_refused: 0,
+    };
+    for e in h.iter() {
+        match &e.event {
+            Event::LeaseGranted { token, .. } if newest.is_none_or(|(best, _)| *token > best) => {
+                newest = Some((*token, e));
+            }
+            Event::PublishAttempted { token, .. } => {
+                attempt = token.map(|t| (e, t, newest));
+                counts.judged += usize::from(token.is_some());
+            }
+            Event::SnapshotPublished {
+                node, id, accepted, ..
+            } => {
+                let Some((ae, token, Some((granted, ge)))) = attempt.take() else {
+                    continue;
+                };
+                let same = matches!(&ae.event, Event::PublishAttempted { node: n, id: i, .. } if n == node && i == id);
+                if !same || token >= granted {
+                    continue;
+                }
+                if !accepted {
+                    counts.stale_refused += 1;
+                    continue;
+                }
+                let granted_to = ge.event.node().map_or("?".into(), |n| n.to_string());
+                flagged.insert(e.seq);
+                violations.push(Violation::new(
+                    inv,
+                    e.at,
+                    format!(
+                        "the snapshot store accepted node {node}'s publish {id} with stale token {token} at {}: the lease store had granted token {granted} to node {granted_to} at {}",
+                        t(e.at),
+                        t(ge.at)
+                    ),
+                    vec![ge.seq, ae.seq, e.seq],
+                ));
+            }
+            _ => {}
+        }
+    }
+    counts
 }
 
 #[cfg(test)]
@@ -260,5 +339,53 @@ mod tests {
             ],
         );
         assert_eq!(v.evidence, vec![0, 2]);
+    }
+
+    fn granted(node: char, token: u64) -> Event {
+        Event::LeaseGranted {
+            node: n(node),
+            token,
+            lease: token as i64,
+            expires_at: Millis::secs(60),
+        }
+    }
+
+    fn attempt(node: char, id: &str, token: u64) -> Event {
+        Event::PublishAttempted {
+            node: n(node),
+            id: id.into(),
+            version: 2,
+            parent: Some("s1".into()),
+            token: Some(token),
+            digest: "d".into(),
+        }
+    }
+
+    #[test]
+    fn leader_exclusive_judges_the_token_on_each_attempt_against_the_newest_grant() {
+        // The store has seen no publish with token 5 yet, so a store comparing only with
+        // what it accepted takes token 3: the attempt shows it.
+        let accepted = hist(vec![
+            (1000, granted('a', 3)),
+            (5000, granted('b', 5)),
+            (6000, attempt('a', "s2", 3)),
+            (6000, publish('a', "s2", 2, Some("s1"), 3)),
+        ]);
+        only_violation(
+            &run(Invariant::LeaderExclusive, &accepted),
+            &[
+                "accepted node a's publish s2 with stale token 3 at 6.0s",
+                "granted token 5 to node b at 5.0s",
+            ],
+        );
+        let refused = hist(vec![
+            (1000, granted('a', 3)),
+            (5000, granted('b', 5)),
+            (6000, attempt('a', "s2", 3)),
+            (6000, refused_publish('a', "s2", 3)),
+        ]);
+        let r = run(Invariant::LeaderExclusive, &refused);
+        assert_ok(&r);
+        assert_note(&r, "1 stale attempts refused by the store");
     }
 }

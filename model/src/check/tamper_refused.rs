@@ -5,7 +5,7 @@ use super::timeline::t;
 use super::{Count, Invariant, Report, Violation};
 use crate::history::{Entry, Event, History, Role};
 use crate::ids::NodeId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) fn tamper_refused(h: &History) -> Report {
     let inv = Invariant::TamperRefused;
@@ -13,6 +13,7 @@ pub(super) fn tamper_refused(h: &History) -> Report {
     let mut tampered: BTreeMap<(NodeId, u64), (&Entry, String, &str, bool)> = BTreeMap::new();
     let mut violations = Vec::new();
     let mut notes = Vec::new();
+    let (judged, rollbacks) = judge_restore_rollbacks(h, &mut violations);
     for e in h.iter() {
         match &e.event {
             Event::SnapshotServed {
@@ -32,9 +33,11 @@ pub(super) fn tamper_refused(h: &History) -> Report {
             } => {
                 if let Some((se, id, kind, seen)) = tampered.get_mut(&(*node, *fetch_id)) {
                     *seen = true;
-                    // A replayed old head is detectable only against a higher version the
-                    // node trusted before (TUF's persisted version); a blank node cannot
-                    // know a newer one exists.
+                    if rollbacks.contains(&(*node, *fetch_id)) {
+                        continue; // judged against what the node knew, above
+                    }
+                    // Without a record of what the node knew (an older history), a higher
+                    // version it trusted before still tells.
                     let trusted_higher =
                         h.entries
                             .iter()
@@ -55,7 +58,7 @@ pub(super) fn tamper_refused(h: &History) -> Report {
                             });
                     if *kind == "rollback" && !trusted_higher {
                         notes.push(format!(
-                            "node {node} restored a replayed older head ({id}) at {} with no higher version trusted before: undetectable, not a violation",
+                            "node {node} restored a replayed older head ({id}) at {}, but nothing it knew was newer (no manifest head, snapshot or persisted version above it): not a rollback of what it knew",
                             t(e.at)
                         ));
                         continue;
@@ -108,7 +111,13 @@ pub(super) fn tamper_refused(h: &History) -> Report {
             ));
         }
     }
-    notes.insert(0, format!("{} tampered snapshots served", tampered.len()));
+    notes.insert(
+        0,
+        format!(
+            "{} tampered snapshots served; {judged} restores judged against what the node knew",
+            tampered.len()
+        ),
+    );
     let restores = h
         .iter()
         .filter(|e| matches!(&e.event, Event::RestoreVerified { .. }))
@@ -132,6 +141,95 @@ pub(super) fn tamper_refused(h: &History) -> Report {
         &[(Count::TamperRefused, refused)],
         "no snapshot was restored and no tampered snapshot was served",
     )
+}
+
+/// Judges every restore against what the restoring node knew when it judged the fetch
+/// ([`Event::RestoreBasis`]): the head its bootstrap manifest names, the snapshot it
+/// already had, the version it had persisted. Restoring anything older is a rollback
+/// accepted, whatever the profile and whether or not a tamper was injected. Returns how
+/// many restores were judged and the `(node, fetch)` pairs flagged.
+fn judge_restore_rollbacks(
+    h: &History,
+    violations: &mut Vec<Violation>,
+) -> (usize, BTreeSet<(NodeId, u64)>) {
+    let inv = Invariant::TamperRefused;
+    // id → position of its first acceptance: "older" without version numbers (v1).
+    let mut order: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut basis: BTreeMap<(NodeId, u64), &Entry> = BTreeMap::new();
+    let mut flagged = BTreeSet::new();
+    let mut judged = 0;
+    for e in h.iter() {
+        match &e.event {
+            Event::SnapshotPublished {
+                id, accepted: true, ..
+            } => {
+                let next = order.len();
+                order.entry(id).or_insert(next);
+            }
+            Event::RestoreBasis { node, fetch_id, .. } => {
+                basis.insert((*node, *fetch_id), e);
+            }
+            Event::RestoreVerified {
+                node,
+                fetch_id,
+                snapshot,
+                version,
+                ..
+            } => {
+                let Some(be) = basis.remove(&(*node, *fetch_id)) else {
+                    continue;
+                };
+                let Event::RestoreBasis {
+                    manifest_head,
+                    known_head,
+                    persisted_version,
+                    ..
+                } = &be.event
+                else {
+                    continue;
+                };
+                judged += 1;
+                let restored = order.get(snapshot.as_str());
+                let older_than = |known: &Option<String>| {
+                    known.as_deref().filter(|k| *k != snapshot).is_some_and(
+                        |k| matches!((restored, order.get(k)), (Some(r), Some(k)) if r < k),
+                    )
+                };
+                let mut knew = Vec::new();
+                if let Some(p) = persisted_version.filter(|p| *version > 0 && *version < *p) {
+                    knew.push(format!("it had persisted version {p}"));
+                }
+                if older_than(manifest_head) {
+                    knew.push(format!(
+                        "its bootstrap manifest names the newer head {}",
+                        manifest_head.as_deref().unwrap_or_default()
+                    ));
+                }
+                if older_than(known_head) {
+                    knew.push(format!(
+                        "it already had the newer snapshot {}",
+                        known_head.as_deref().unwrap_or_default()
+                    ));
+                }
+                if knew.is_empty() {
+                    continue;
+                }
+                flagged.insert((*node, *fetch_id));
+                violations.push(Violation::new(
+                    inv,
+                    e.at,
+                    format!(
+                        "node {node} restored snapshot {snapshot} (version {version}, fetch {fetch_id}) at {}, older than what it knew: {}; a rollback accepted",
+                        t(e.at),
+                        knew.join("; ")
+                    ),
+                    vec![be.seq, e.seq],
+                ));
+            }
+            _ => {}
+        }
+    }
+    (judged, flagged)
 }
 
 #[cfg(test)]
@@ -170,5 +268,51 @@ mod tests {
         let r = run(Invariant::TamperRefused, &h);
         assert_ok(&r);
         assert_note(&r, "node c refused fetch 4");
+    }
+
+    #[test]
+    fn tamper_refused_judges_a_restore_against_what_the_node_knew_under_every_profile() {
+        // opentrident-v1 (version 0): the node's manifest names s2, it restored the older
+        // s1, signed and untampered.
+        let basis = |manifest: &str| Event::RestoreBasis {
+            node: n('c'),
+            fetch_id: 4,
+            manifest_head: Some(manifest.into()),
+            known_head: None,
+            persisted_version: None,
+        };
+        let restored_s1 = Event::RestoreVerified {
+            node: n('c'),
+            fetch_id: 4,
+            snapshot: "s1".into(),
+            version: 0,
+            state_version: 1,
+            recorded: Vec::new(),
+            restored: Vec::new(),
+        };
+        let h = hist(vec![
+            (1000, publish('a', "s1", 0, None, 0)),
+            (2000, publish('a', "s2", 0, Some("s1"), 0)),
+            (3000, basis("s2")),
+            (3000, restored_s1.clone()),
+        ]);
+        only_violation(
+            &run(Invariant::TamperRefused, &h),
+            &[
+                "node c restored snapshot s1",
+                "its bootstrap manifest names the newer head s2",
+                "a rollback accepted",
+            ],
+        );
+        // The same restore by a node whose manifest named s1 is no rollback.
+        let h = hist(vec![
+            (1000, publish('a', "s1", 0, None, 0)),
+            (2000, publish('a', "s2", 0, Some("s1"), 0)),
+            (3000, basis("s1")),
+            (3000, restored_s1),
+        ]);
+        let r = run(Invariant::TamperRefused, &h);
+        assert_ok(&r);
+        assert_note(&r, "1 restores judged against what the node knew");
     }
 }

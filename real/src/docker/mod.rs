@@ -473,6 +473,15 @@ impl DockerBackend {
         disk.trust.highest = Some((1, snapshot::digest(&b.manifest)));
         disk.snapshot_head = Some(b.manifest.manifest.id.clone());
         let sv = disk.state_version();
+        let stored = StoredBundle::Lifeboat(b.clone());
+        self.log.record(Event::PublishAttempted {
+            node,
+            id: stored.id().to_string(),
+            version: b.manifest.manifest.version,
+            parent: None,
+            token: Some(0),
+            digest: lifeboat_model::store::content_digest(&stored),
+        });
         self.log.record(Event::SnapshotPublished {
             node,
             id: StoredBundle::Lifeboat(b.clone()).id().to_string(),

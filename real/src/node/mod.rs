@@ -502,6 +502,16 @@ async fn call(d: &Daemon, request: Request) -> Response {
                 }
                 disk.state_version()
             };
+            // The attempt is recorded before the publisher decides, so the checkers see
+            // what was asked even if the publisher's own checks go wrong.
+            d.log.record(Event::PublishAttempted {
+                node: d.id,
+                id: bundle.id().to_string(),
+                version,
+                parent: parent.clone(),
+                token,
+                digest: lifeboat_model::store::content_digest(&bundle),
+            });
             match d.store.publish(b, token).await {
                 Ok(resp) => {
                     let (accepted, note) = match &resp {
@@ -532,6 +542,17 @@ async fn call(d: &Daemon, request: Request) -> Response {
                     id: bundle.as_ref().map(|b| b.id().to_string()),
                     tamper: None,
                 });
+                if id.is_none() {
+                    let head = chain.last().map(|m| &m.manifest);
+                    d.log.record(Event::HeadServed {
+                        node: d.id,
+                        fetch_id,
+                        id: head.map(|m| m.id.clone()),
+                        version: head.map_or(0, |m| m.version),
+                        parent: head.and_then(|m| m.parent.as_ref().map(|p| p.id.clone())),
+                        tamper: None,
+                    });
+                }
                 Response::Store(StoreResp::Fetched {
                     chain,
                     bundle,

@@ -1,0 +1,302 @@
+//! Mutants the checkers must catch (issue 13, item 6; `docs/mutants.md`).
+//!
+//! Each mutant removes one mechanism of the `fenced` protocol or its services. For each,
+//! a pinned seed shows the fuzzer's case (the same `random_plan` and `run_case` that
+//! `lifeboat fuzz` runs, fast engine) violating the invariant that mechanism protects,
+//! while the same case without the mutant does not (one mutant, `stale-candidacy-answers`,
+//! has no catching case yet and no test claims one). The ignored test `mutant_table`
+//! measures, per mutant, the cases and CPU seconds to the first catch from seed 0 and the
+//! size of the shrunk case; it printed the table in `docs/mutants.md`:
+//!
+//! ```text
+//! cargo test --release -p lifeboat-sim --features mutants --test mutants -- --ignored --nocapture
+//! ```
+#![cfg(feature = "mutants")]
+
+use lifeboat_model::check::Invariant;
+use lifeboat_model::mutant::Mutant;
+use lifeboat_model::profile::{FencedParams, Profile};
+use lifeboat_sim::backend::Engine;
+use lifeboat_sim::fuzz::{case_scenario, random_plan, run_case, CaseOutcome, FaultPlan};
+
+/// The most faults a case draws: `lifeboat fuzz`'s default.
+const MAX_FAULTS: usize = 8;
+
+/// How many cases `mutant_table` runs per mutant before it calls the mutant a survivor.
+const BUDGET: u64 = 10_000;
+
+/// A mutant, the invariant its mechanism protects, and a seed whose case catches it
+/// (`None`: no case found yet; `docs/mutants.md` lists it as surviving).
+struct Pinned {
+    mutant: Mutant,
+    invariant: Invariant,
+    seed: Option<u64>,
+}
+
+const PINNED: [Pinned; 12] = [
+    Pinned {
+        mutant: Mutant::StoreNoTokenCheck,
+        invariant: Invariant::LeaderExclusive,
+        seed: Some(358),
+    },
+    Pinned {
+        mutant: Mutant::StoreNoChildCheck,
+        invariant: Invariant::ChainIntact,
+        seed: Some(70),
+    },
+    Pinned {
+        mutant: Mutant::NoStepDown,
+        invariant: Invariant::LeaderExclusive,
+        seed: Some(3),
+    },
+    Pinned {
+        mutant: Mutant::WallClockLease,
+        invariant: Invariant::LeaderExclusive,
+        seed: Some(37),
+    },
+    Pinned {
+        mutant: Mutant::PollWithoutLease,
+        invariant: Invariant::PollExclusive,
+        seed: Some(15),
+    },
+    Pinned {
+        mutant: Mutant::OffsetBeforeReplies,
+        invariant: Invariant::ChatAnswered,
+        seed: Some(0),
+    },
+    Pinned {
+        mutant: Mutant::RepliesAfterStepDown,
+        invariant: Invariant::ChatAnswered,
+        seed: Some(80),
+    },
+    Pinned {
+        mutant: Mutant::NoSignatureCheck,
+        invariant: Invariant::TamperRefused,
+        seed: Some(19),
+    },
+    Pinned {
+        mutant: Mutant::NoVersionFloor,
+        invariant: Invariant::TamperRefused,
+        seed: Some(65),
+    },
+    Pinned {
+        mutant: Mutant::NoManifestHeadCheck,
+        invariant: Invariant::TamperRefused,
+        seed: Some(3),
+    },
+    Pinned {
+        mutant: Mutant::LeaseBackBeforeLastPoll,
+        invariant: Invariant::PollExclusive,
+        seed: Some(11041493),
+    },
+    Pinned {
+        mutant: Mutant::StaleCandidacyAnswers,
+        invariant: Invariant::LeaderExclusive,
+        seed: None,
+    },
+];
+
+fn pinned(mutant: Mutant) -> &'static Pinned {
+    PINNED
+        .iter()
+        .find(|p| p.mutant == mutant)
+        .expect("every mutant is pinned")
+}
+
+/// The fenced profile with `mutant` (or none).
+fn profile(mutant: Option<Mutant>) -> Profile {
+    Profile::Fenced(FencedParams {
+        mutant,
+        ..FencedParams::default()
+    })
+}
+
+/// The fuzzer's case `seed` for `mutant`, or for the intact protocol.
+fn case(mutant: Option<Mutant>, seed: u64, plan: Option<&FaultPlan>) -> CaseOutcome {
+    let profile = profile(mutant);
+    let drawn;
+    let plan = match plan {
+        Some(p) => p,
+        None => {
+            drawn = random_plan(seed, &profile, MAX_FAULTS);
+            &drawn
+        }
+    };
+    run_case(seed, &profile, plan, Engine::Fast)
+}
+
+/// The pinned case violates the mutant's invariant; without the mutant it does not.
+fn assert_caught(mutant: Mutant) {
+    let p = pinned(mutant);
+    let seed = p.seed.expect("a pinned seed");
+    let caught = case(Some(mutant), seed, None);
+    assert!(
+        caught.violated().contains(&p.invariant),
+        "mutant {mutant}, seed {seed}: expected {} violated, got {:?}: {}",
+        p.invariant,
+        caught.violated(),
+        caught.report.reason
+    );
+    let intact = case(None, seed, None);
+    assert!(
+        !intact.violated().contains(&p.invariant),
+        "seed {seed} violates {} without the mutant too: {}",
+        p.invariant,
+        intact.report.reason
+    );
+}
+
+#[test]
+fn store_no_token_check_is_caught() {
+    assert_caught(Mutant::StoreNoTokenCheck);
+}
+
+#[test]
+fn store_no_child_check_is_caught() {
+    assert_caught(Mutant::StoreNoChildCheck);
+}
+
+#[test]
+fn no_step_down_is_caught() {
+    assert_caught(Mutant::NoStepDown);
+}
+
+#[test]
+fn wall_clock_lease_is_caught() {
+    assert_caught(Mutant::WallClockLease);
+}
+
+#[test]
+fn poll_without_lease_is_caught() {
+    assert_caught(Mutant::PollWithoutLease);
+}
+
+#[test]
+fn offset_before_replies_is_caught() {
+    assert_caught(Mutant::OffsetBeforeReplies);
+}
+
+#[test]
+fn replies_after_step_down_is_caught() {
+    assert_caught(Mutant::RepliesAfterStepDown);
+}
+
+#[test]
+fn no_signature_check_is_caught() {
+    assert_caught(Mutant::NoSignatureCheck);
+}
+
+#[test]
+fn no_version_floor_is_caught() {
+    assert_caught(Mutant::NoVersionFloor);
+}
+
+#[test]
+fn no_manifest_head_check_is_caught() {
+    assert_caught(Mutant::NoManifestHeadCheck);
+}
+
+#[test]
+fn lease_back_before_last_poll_is_caught() {
+    assert_caught(Mutant::LeaseBackBeforeLastPoll);
+}
+
+#[test]
+fn every_mutant_is_listed_once() {
+    for m in Mutant::ALL {
+        assert_eq!(PINNED.iter().filter(|p| p.mutant == m).count(), 1, "{m}");
+        assert_eq!(Mutant::parse(m.name()), Ok(m));
+    }
+    // The one survivor so far (docs/mutants.md): no pinned case, no test claiming one.
+    let survivors: Vec<Mutant> = PINNED
+        .iter()
+        .filter(|p| p.seed.is_none())
+        .map(|p| p.mutant)
+        .collect();
+    assert_eq!(survivors, [Mutant::StaleCandidacyAnswers]);
+}
+
+/// This thread's CPU time in seconds (user + system), from `/proc/thread-self/stat`.
+fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields 14 and 15 of stat(5), counted from the state (field 3), in USER_HZ (100).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Removes faults from `plan` one at a time while the case still violates `invariant`.
+fn shrink(mutant: Mutant, seed: u64, invariant: Invariant, plan: FaultPlan) -> FaultPlan {
+    let mut plan = plan;
+    let mut i = 0;
+    while i < plan.faults.len() {
+        let mut smaller = plan.clone();
+        smaller.faults.remove(i);
+        if case(Some(mutant), seed, Some(&smaller))
+            .violated()
+            .contains(&invariant)
+        {
+            plan = smaller;
+        } else {
+            i += 1;
+        }
+    }
+    plan
+}
+
+/// Prints `docs/mutants.md`'s table: per mutant, the first of seeds 0, 1, 2, … whose case
+/// violates the mutant's invariant, the CPU seconds spent until then, and the shrunk case.
+/// `MUTANT=<name>` measures one mutant only.
+#[test]
+#[ignore = "measures the mutant table (minutes); see docs/mutants.md"]
+fn mutant_table() {
+    let only = std::env::var("MUTANT").ok();
+    println!("| mutant | invariant that caught it | cases to first catch | CPU s to first catch | pinned seed | shrunk faults | shrunk steps | all violated in that case |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for p in &PINNED {
+        if only.as_deref().is_some_and(|o| o != p.mutant.name()) {
+            continue;
+        }
+        let start = thread_cpu_seconds();
+        let mut found = None;
+        for seed in 0..BUDGET {
+            let out = case(Some(p.mutant), seed, None);
+            if out.violated().contains(&p.invariant) {
+                found = Some((seed, out));
+                break;
+            }
+        }
+        let cpu = thread_cpu_seconds() - start;
+        match found {
+            Some((seed, out)) => {
+                let all: Vec<String> = out.violated().iter().map(|i| i.to_string()).collect();
+                let drawn = random_plan(seed, &profile(Some(p.mutant)), MAX_FAULTS);
+                let shrunk = shrink(p.mutant, seed, p.invariant, drawn);
+                let steps = case_scenario(seed, &profile(Some(p.mutant)), &shrunk)
+                    .steps
+                    .len();
+                println!(
+                    "| {} | {} | {} | {:.2} | {} | {} | {} | {} |",
+                    p.mutant,
+                    p.invariant,
+                    seed + 1,
+                    cpu,
+                    seed,
+                    shrunk.faults.len(),
+                    steps,
+                    all.join(", ")
+                );
+            }
+            None => println!(
+                "| {} | {} | not caught in {BUDGET} | {:.2} | - | - | - | - |",
+                p.mutant, p.invariant, cpu
+            ),
+        }
+    }
+}
