@@ -1,6 +1,6 @@
 //! Takeover latency in simulated time, per profile and per way the leader is lost: p50,
 //! p95, p99 and max over many seeds from the loss to the first reply by the new leader,
-//! beside the profile's own lower bound and the published figures of `anchors.md`.
+//! beside the profile's own lower bound and the published figures of `docs/prior-art.md`.
 //! Criterion times one sample (one short drill on the fast engine) alongside.
 //!
 //! `cargo bench --bench takeover`; `LIFEBOAT_BENCH_FULL=1` for 1,000 seeds per row.
@@ -89,19 +89,19 @@ fn table() {
             "Kubernetes client-go leader election",
             "lease 15 s / renew 10 s / retry 2 s",
             "15-17 s (derived from the code)",
-            "anchors.md B2",
+            "docs/prior-art.md (Kubernetes)",
         ),
         (
             "Patroni",
             "ttl 30 / loop_wait 10 / retry_timeout 10",
             "20-42 s modelled (+ proxy health checks)",
-            "anchors.md B1, fact 8",
+            "docs/prior-art.md (Patroni)",
         ),
         (
             "OpenTrident (intended loop)",
             "stale 120 s, 2 polls 30 s apart",
             "150-180 s after the last refresh, plus the restart",
-            "opentrident-protocol.md §2",
+            "docs/failure-modes.md (mode 1)",
         ),
     ] {
         a.row(vec![

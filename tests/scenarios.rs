@@ -1,6 +1,6 @@
 //! Every scenario file in `scenarios/`, run on the simulated backend for every profile its
 //! `[expect]` table names, must reach the verdict it expects; the failure-mode scenarios
-//! must cover `opentrident-protocol.md` §8 one file per item; and a malformed scenario must
+//! must cover `docs/failure-modes.md` one file per item; and a malformed scenario must
 //! be refused with its file, line and column.
 //!
 //! The expectations live in the scenario files, so this test never needs editing when a
@@ -19,7 +19,7 @@ use lifeboat_sim::world::EPOCH_WALL;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The failure modes of `opentrident-protocol.md` §8.
+/// The failure modes of `docs/failure-modes.md`.
 const FAILURE_MODES: std::ops::RangeInclusive<u32> = 1..=22;
 
 fn scenario_dir() -> PathBuf {
@@ -575,14 +575,14 @@ fn a_malformed_scenario_is_refused_with_its_file_line_and_column() {
         "expected `{at}<what was wrong>`, got: {err}"
     );
 
-    // A node the cluster does not have: reported at the `[[step]]` header of step 2
-    // (line 9, column 1), saying which nodes exist.
+    // A node the cluster does not have: reported at the value at fault, step 2's `node`
+    // (line 12, column 8), saying which nodes exist.
     let unknown = write(
         "unknown-node.toml",
         &VALID.replace("node = \"a\"\nwithin", "node = \"d\"\nwithin"),
     );
     let err = format!("{:#}", load(&unknown).unwrap_err());
-    let at = format!("{}:9:1: ", unknown.display());
+    let at = format!("{}:12:8: ", unknown.display());
     assert!(err.starts_with(&at), "expected `{at}…`, got: {err}");
     assert!(
         err.contains("step 2 (wait_for): node `d` is not in the cluster (a, b)"),

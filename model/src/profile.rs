@@ -2,7 +2,7 @@
 //!
 //! `opentrident-v1` is OpenTrident's protocol as its code (commit `833aef7`) behaves when
 //! it runs, bugs included: each behaviour beside the function that does it is in
-//! `docs/opentrident-fidelity.md` (and `opentrident-protocol.md` §1–6). `fenced` is the reference
+//! `docs/opentrident-fidelity.md` (and `docs/failure-modes.md`). `fenced` is the reference
 //! protocol that passes: a lease in a linearizable store with a fencing token, renewal with
 //! a drift margin, step-down before the lease can expire, and exclusive work gated by the
 //! lease.

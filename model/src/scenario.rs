@@ -379,7 +379,7 @@ pub struct Scenario {
     /// What it shows.
     #[serde(default)]
     pub description: String,
-    /// The failure mode of `opentrident-protocol.md` §8 it covers, if any.
+    /// The failure mode of `docs/failure-modes.md` it covers, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_mode: Option<u32>,
     /// The seed (default 1); the fuzzer writes the case's seed here.

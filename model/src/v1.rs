@@ -1,6 +1,6 @@
 //! OpenTrident's v1 snapshot format and verifier, faithfully, weaknesses included.
 //!
-//! See `opentrident-protocol.md` §3: the signature is made over `JSON.stringify` with a
+//! See `docs/failure-modes.md`: the signature is made over `JSON.stringify` with a
 //! property whitelist that empties the nested `files` map, `contentHash` is a plain
 //! concatenation of file contents in sorted key order, the verifier trusts the public key
 //! embedded in the manifest, never checks per-file hashes, and uses keys as paths. The

@@ -634,13 +634,19 @@ pub async fn stream(
     })
 }
 
-/// Quotes a string for `sh`: the result is one word that expands to exactly `s`.
-///
-/// shlex does the quoting; it refuses only a NUL byte, which no POSIX shell word can hold,
-/// so such a string (never produced by lifeboat's own templates) becomes an empty word
-/// rather than a truncated one.
+/// Single-quotes a string for `sh`: the result is one word that expands to exactly `s`.
 pub fn shell_quote(s: &str) -> String {
-    shlex::try_quote(s).map_or_else(|_| "''".to_string(), |q| q.into_owned())
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ fn refresh_period(profile: &Profile) -> Millis {
 ///   until it steps down, `safe_lease` after its last answered renewal (which may come
 ///   just before the cut), and revokes the lease then; plus [`HOPS`] hops.
 /// - `opentrident-v1`, every way: the intended design, staleness plus the stale polls
-///   plus boot (`opentrident-protocol.md`: 150–180 s after the last refresh, plus the
+///   plus boot (`docs/failure-modes.md`: 150–180 s after the last refresh, plus the
 ///   restart). v1's stop releases only `telegram-bot`, so a stop is no faster.
 pub fn lower_bound(profile: &Profile, loss: LossKind, latency_max: Millis) -> Millis {
     let hops = latency_max * HOPS;

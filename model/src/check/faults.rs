@@ -103,10 +103,11 @@ pub(super) fn can_delay_takeover(fault: &Fault, candidates: &BTreeSet<NodeId>) -
 
 /// The nodes that could take over in `[from, to]`: those whose process ran at some
 /// instant of it. A node counts as running unless the history shows it exited or paused
-/// and not yet started or resumed again (the convention of [`all_down`]).
+/// and not yet started or resumed again, or started only later (the convention of
+/// [`all_down`]).
 pub(super) fn candidates(h: &History, from: Millis, to: Millis) -> BTreeSet<NodeId> {
     let known: BTreeSet<NodeId> = h.iter().filter_map(|e| e.event.node()).collect();
-    let mut down: BTreeSet<NodeId> = BTreeSet::new();
+    let mut down: BTreeSet<NodeId> = not_yet_started(h);
     let mut out: BTreeSet<NodeId> = BTreeSet::new();
     let mut seen_from = false;
     for e in h.iter() {
@@ -137,14 +138,16 @@ pub(super) fn candidates(h: &History, from: Millis, to: Millis) -> BTreeSet<Node
 /// The stretches during which every node's process was down or frozen, as `(from, until)`
 /// (`until` is `None` when no process ran again by the end of the history), keeping those
 /// that began before `to` and had not ended by `from`. A node counts as running unless the
-/// history shows it exited or paused and not yet started or resumed again (so a history
-/// that records no processes, such as a checker test's, has every node it names running).
+/// history shows it exited or paused and not yet started or resumed again, or shows it
+/// started later (a node that joins mid-run cannot take over before it exists); so a
+/// history that records no processes, such as a checker test's, has every node it names
+/// running.
 pub(super) fn all_down(h: &History, from: Millis, to: Millis) -> Vec<(Millis, Option<Millis>)> {
     let known: BTreeSet<NodeId> = h.iter().filter_map(|e| e.event.node()).collect();
     if known.is_empty() {
         return vec![(Millis::ZERO, None)];
     }
-    let mut down: BTreeSet<NodeId> = BTreeSet::new();
+    let mut down: BTreeSet<NodeId> = not_yet_started(h);
     let mut since: Option<Millis> = None;
     let mut out = Vec::new();
     for e in h.iter() {
@@ -172,6 +175,25 @@ pub(super) fn all_down(h: &History, from: Millis, to: Millis) -> Vec<(Millis, Op
     }
     out.retain(|(began, until)| *began < to && until.is_none_or(|u| u > from));
     out
+}
+
+/// The nodes whose first process event is a start: before it they ran nothing.
+fn not_yet_started(h: &History) -> BTreeSet<NodeId> {
+    let mut seen: BTreeSet<NodeId> = BTreeSet::new();
+    let mut later = BTreeSet::new();
+    for e in h.iter() {
+        let (node, starts) = match &e.event {
+            Event::ProcessStarted { node, .. } => (node, true),
+            Event::ProcessExited { node, .. }
+            | Event::Paused { node }
+            | Event::Resumed { node } => (node, false),
+            _ => continue,
+        };
+        if seen.insert(*node) && starts {
+            later.insert(*node);
+        }
+    }
+    later
 }
 
 /// Whether a fault keeps `leader` from saving state: the store down, slow or tampered,
@@ -362,5 +384,34 @@ mod tests {
             store_fault_time(&h, n('a'), Millis(0), Millis(2500)),
             Millis(500)
         );
+    }
+
+    /// Fuzz seed 92546 (with the tampering plan's late third node): the leader b killed
+    /// while a is frozen and c has not started yet. Nobody could take over until a
+    /// resumed, so that stretch is all down, and c is no candidate before it starts.
+    #[test]
+    fn a_node_that_starts_later_is_down_until_it_starts() {
+        let started = |node: char| Event::ProcessStarted {
+            node: n(node),
+            incarnation: 1,
+        };
+        let h = hist(vec![
+            (0, started('a')),
+            (0, started('b')),
+            (92_546, paused('a')),
+            (118_962, killed('b')),
+            (142_869, resumed('a')),
+            (171_705, started('c')),
+        ]);
+        assert_eq!(
+            all_down(&h, Millis(118_962), Millis(142_988)),
+            vec![(Millis(118_962), Some(Millis(142_869)))]
+        );
+        // a frozen, b dead, c not started: nobody could have taken over.
+        assert_eq!(
+            candidates(&h, Millis(118_962), Millis(142_000)),
+            BTreeSet::new()
+        );
+        assert!(candidates(&h, Millis(171_000), Millis(172_000)).contains(&n('c')));
     }
 }
