@@ -211,7 +211,35 @@ async fn two_daemons_fail_over_through_etcd() {
         Millis::secs(3600),
     )
     .unwrap();
+    let genesis_us = events::now_us();
     store.publish(&b, Some(0)).await.unwrap();
+    // The store's own record of the genesis publish, as the docker backend writes it:
+    // chain-intact judges the heads served against what the store accepted.
+    let stored = lifeboat_model::proto::StoredBundle::Lifeboat(b.clone());
+    let genesis = [
+        Event::PublishAttempted {
+            node: NodeId(0),
+            id: stored.id().to_string(),
+            version: 1,
+            parent: None,
+            token: Some(0),
+            digest: lifeboat_model::store::content_digest(&stored),
+        },
+        Event::SnapshotPublished {
+            node: NodeId(0),
+            id: stored.id().to_string(),
+            version: 1,
+            parent: None,
+            token: Some(0),
+            state_version: disk.state_version(),
+            accepted: true,
+            note: String::new(),
+        },
+    ]
+    .map(|event| Stamped {
+        at_us: genesis_us,
+        event,
+    });
     disk.head_manifest = Some(b.manifest.clone());
     disk.trust.highest = Some((1, snapshot::digest(&b.manifest)));
     disk.snapshot_head = Some(b.manifest.manifest.id.clone());
@@ -294,7 +322,7 @@ async fn two_daemons_fail_over_through_etcd() {
         },
     }];
     let (ea, eb, et) = (node_events(&da), node_events(&db), tg_history(tg).await);
-    let h = events::merge(origin, &[&exited, &ea, &eb, &et]);
+    let h = events::merge(origin, &[&genesis, &exited, &ea, &eb, &et]);
     let cfg = CheckConfig {
         takeover_bound: profile().takeover_bound(),
         rpo_bound: profile().rpo_bound(),
