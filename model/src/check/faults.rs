@@ -118,14 +118,13 @@ pub(super) fn candidates(h: &History, from: Millis, to: Millis) -> BTreeSet<Node
             out.extend(known.difference(&down).copied());
             seen_from = true;
         }
-        match &e.event {
-            Event::ProcessStarted { node, .. } | Event::Resumed { node } => {
-                down.remove(node);
-            }
-            Event::ProcessExited { node, .. } | Event::Paused { node } => {
-                down.insert(*node);
-            }
-            _ => continue,
+        let Some((node, runs)) = process_change(&e.event) else {
+            continue;
+        };
+        if runs {
+            down.remove(&node);
+        } else {
+            down.insert(node);
         }
         if seen_from {
             out.extend(known.difference(&down).copied());
@@ -151,14 +150,13 @@ pub(super) fn all_down(h: &History, from: Millis, to: Millis) -> Vec<(Millis, Op
     let mut since: Option<Millis> = None;
     let mut out = Vec::new();
     for e in h.iter() {
-        match &e.event {
-            Event::ProcessStarted { node, .. } | Event::Resumed { node } => {
-                down.remove(node);
-            }
-            Event::ProcessExited { node, .. } | Event::Paused { node } => {
-                down.insert(*node);
-            }
-            _ => continue,
+        let Some((node, runs)) = process_change(&e.event) else {
+            continue;
+        };
+        if runs {
+            down.remove(&node);
+        } else {
+            down.insert(node);
         }
         let all = down.len() == known.len();
         match since {
@@ -177,20 +175,27 @@ pub(super) fn all_down(h: &History, from: Millis, to: Millis) -> Vec<(Millis, Op
     out
 }
 
+/// A process event as `(node, runs afterwards)`: started or resumed, exited or paused.
+/// The one reading of process events that `candidates`, `all_down` and
+/// `not_yet_started` share.
+fn process_change(event: &Event) -> Option<(NodeId, bool)> {
+    match event {
+        Event::ProcessStarted { node, .. } | Event::Resumed { node } => Some((*node, true)),
+        Event::ProcessExited { node, .. } | Event::Paused { node } => Some((*node, false)),
+        _ => None,
+    }
+}
+
 /// The nodes whose first process event is a start: before it they ran nothing.
 fn not_yet_started(h: &History) -> BTreeSet<NodeId> {
     let mut seen: BTreeSet<NodeId> = BTreeSet::new();
     let mut later = BTreeSet::new();
     for e in h.iter() {
-        let (node, starts) = match &e.event {
-            Event::ProcessStarted { node, .. } => (node, true),
-            Event::ProcessExited { node, .. }
-            | Event::Paused { node }
-            | Event::Resumed { node } => (node, false),
-            _ => continue,
+        let Some((node, _)) = process_change(&e.event) else {
+            continue;
         };
-        if seen.insert(*node) && starts {
-            later.insert(*node);
+        if seen.insert(node) && matches!(e.event, Event::ProcessStarted { .. }) {
+            later.insert(node);
         }
     }
     later
