@@ -139,6 +139,10 @@ pub struct RealBackend {
     manifests: BTreeMap<String, String>,
     progress: Box<dyn FnMut(&str) + Send>,
     torn_down: bool,
+    /// A server creation was sent. An interruption can drop the request after the API
+    /// took it but before its answer named the server, so teardown then deletes by the
+    /// run's label, not by the servers it knows of.
+    create_sent: bool,
 }
 
 fn be(e: impl std::fmt::Display) -> BackendError {
@@ -172,6 +176,7 @@ impl RealBackend {
             manifests: BTreeMap::new(),
             progress,
             torn_down: false,
+            create_sent: false,
         }
     }
 
@@ -328,6 +333,7 @@ impl RealBackend {
                 ));
                 let hk = cloud::generate_host_key(&plan.name)?;
                 self.secrets.add("host key", hk.expose_private_key());
+                self.create_sent = true;
                 let info = cloud::create(&client, plan, &key_name, &hk.user_data()).await?;
                 self.nodes.insert(
                     *node,
@@ -792,24 +798,13 @@ impl RealBackend {
                     list.join(", ")
                 ));
             }
-            Some(client) if !rented.is_empty() => {
+            Some(client) if !rented.is_empty() || self.create_sent => {
                 self.say(format!(
                     "phase: teardown — deleting the servers of run {}",
                     self.run_id
                 ));
-                let servers: Vec<_> = match cloud::list_run(&client, &self.run_id).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        problems.push(format!("listing the servers of run {}: {e:#}", self.run_id));
-                        Vec::new()
-                    }
-                };
                 let keep_id = promoted.and_then(|p| self.nodes[&p].server);
-                let doomed: Vec<_> = servers
-                    .into_iter()
-                    .filter(|s| Some(s.id) != keep_id)
-                    .collect();
-                let d = cloud::delete_servers(&client, doomed).await;
+                let d = self.delete_run_servers(&client, keep_id, &mut problems).await;
                 if d.is_complete() {
                     for (n, x) in self.nodes.iter_mut() {
                         if Some(*n) != promoted {
@@ -838,6 +833,41 @@ impl RealBackend {
                 problems.join("; ")
             ))))
         }
+    }
+
+    /// Deletes every server labelled with this run except `keep`. A creation cut off by
+    /// an interruption may land at the API after the first listing, so the listing is
+    /// repeated until it comes back empty (at most three times, a second apart).
+    async fn delete_run_servers(
+        &self,
+        client: &HetznerClient,
+        keep: Option<i64>,
+        problems: &mut Vec<String>,
+    ) -> cloud::Deleted {
+        let mut all = cloud::Deleted::default();
+        for round in 0..3 {
+            if round > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let servers = match cloud::list_run(client, &self.run_id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.push(format!("listing the servers of run {}: {e:#}", self.run_id));
+                    break;
+                }
+            };
+            let doomed: Vec<_> = servers.into_iter().filter(|s| Some(s.id) != keep).collect();
+            if doomed.is_empty() && (round > 0 || !self.create_sent) {
+                break;
+            }
+            let d = cloud::delete_servers(client, doomed).await;
+            all.deleted.extend(d.deleted);
+            all.failed.extend(d.failed);
+            if !all.failed.is_empty() {
+                break;
+            }
+        }
+        all
     }
 
     /// The one-time code of a chat message: six digits from the OS's randomness.
@@ -1020,7 +1050,7 @@ impl Drop for RealBackend {
         if self.torn_down || self.opts.keep {
             return;
         }
-        let rented = self.nodes.values().any(|n| n.server.is_some());
+        let rented = self.create_sent || self.nodes.values().any(|n| n.server.is_some());
         let Some(client) = self.opts.cloud.clone().filter(|_| rented) else {
             return;
         };
