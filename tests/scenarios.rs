@@ -8,7 +8,7 @@
 
 use lifeboat::commands::drill::{load, run_sim};
 use lifeboat_model::check::Invariant;
-use lifeboat_model::drill::DrillReport;
+use lifeboat_model::drill::{CriterionStatus, DrillReport};
 use lifeboat_model::history::{Event, PollOutcome, Role};
 use lifeboat_model::ids::NodeId;
 use lifeboat_model::profile::ProfileName;
@@ -530,7 +530,60 @@ fn v1_aaa_drill_fails_criterion_2_with_steady_dual_leadership_and_no_exit_42() {
             conflicted.len() >= 2,
             "{engine}: 409s on only {conflicted:?}"
         );
+        // The gate before phase 3 closed: the primary was never stopped, no later step
+        // ran, the verdict names the gate, and the criteria of the skipped phases are
+        // not judged rather than judged on nothing.
+        let gate = report
+            .steps
+            .iter()
+            .find(|s| s.action.starts_with("gate "))
+            .expect("the AAA drill has a gate");
+        assert!(!gate.ok, "{engine}: the gate opened: {}", gate.detail);
+        assert_eq!(report.steps.last().map(|s| s.number), Some(gate.number));
+        assert!(
+            report
+                .reason
+                .starts_with(&format!("step {} (gate", gate.number)),
+            "{engine}: {}",
+            report.reason
+        );
+        let stopped_a = report
+            .history
+            .iter()
+            .any(|e| matches!(&e.event, Event::Fault(f) if f.nodes().contains(&node("a"))));
+        assert!(
+            !stopped_a,
+            "{engine}: a fault touched the primary after the gate"
+        );
+        for c in [3, 5, 7] {
+            let status = report.criteria.iter().find(|r| r.id == c).map(|r| r.status);
+            assert_eq!(
+                status,
+                Some(CriterionStatus::NotJudged),
+                "{engine}: criterion {c}"
+            );
+        }
     }
+}
+
+#[test]
+fn the_aaa_drill_gate_opens_under_fenced_and_the_primary_is_stopped() {
+    let s = load(&scenario_dir().join("aaa-drill.toml")).unwrap_or_else(|e| panic!("{e:#}"));
+    let report = run_sim(
+        &s,
+        Engine::Fast,
+        Some(ProfileName::Fenced),
+        None,
+        &mut |_| {},
+    );
+    let gate = report
+        .steps
+        .iter()
+        .find(|s| s.action.starts_with("gate "))
+        .expect("the AAA drill has a gate");
+    assert!(gate.ok, "{}", gate.detail);
+    assert!(gate.detail.contains("held so far"), "{}", gate.detail);
+    assert!(report.steps.len() > gate.number, "steps after the gate ran");
 }
 
 /// A small valid scenario; the malformed ones below each change one thing in it.

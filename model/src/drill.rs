@@ -230,9 +230,28 @@ pub async fn run<B: Backend>(
         nodes: cluster.nodes.iter().map(|n| n.id).collect(),
     };
     let mut backend_error = None;
+    let mut gate_closed = false;
     for (i, step) in scenario.steps.iter().enumerate() {
         let started = r.b.now();
-        let outcome = r.step(&step.action).await;
+        let outcome = match &step.action {
+            Action::Gate { criteria, protects } => {
+                let cfg = check_config(&profile);
+                let reasons = match r.b.history().await {
+                    Ok(h) => Ok(gate_reasons(
+                        criteria,
+                        scenario,
+                        &report.steps,
+                        &h,
+                        &cfg,
+                        &report.backend,
+                        &r.b.observes(),
+                    )),
+                    Err(e) => Err(e),
+                };
+                reasons.map(|why| gate_outcome(criteria, protects.as_deref(), &why))
+            }
+            action => r.step(action).await,
+        };
         let (ok, detail) = match outcome {
             Ok(v) => v,
             Err(e) => {
@@ -261,12 +280,15 @@ pub async fn run<B: Backend>(
                 .unwrap_or_default(),
             res.detail
         ));
+        if matches!(step.action, Action::Gate { .. }) && !res.ok {
+            gate_closed = true;
+        }
         report.steps.push(res);
-        if backend_error.is_some() {
+        if backend_error.is_some() || gate_closed {
             break;
         }
     }
-    if backend_error.is_none() {
+    if backend_error.is_none() && !gate_closed {
         if let Err(e) = r.advance(scenario.settle).await {
             backend_error = Some(format!("settling: {e}"));
         }
@@ -306,11 +328,7 @@ fn judge(
     observes: &BTreeSet<EventKind>,
     backend_error: Option<String>,
 ) {
-    let cfg = CheckConfig {
-        takeover_bound: profile.takeover_bound(),
-        rpo_bound: profile.rpo_bound(),
-        observe_lag: profile.observe_lag(),
-    };
+    let cfg = check_config(profile);
     // Judge every invariant the scenario or a criterion names, once each.
     let wanted = scenario.invariants();
     let mut needed: Vec<Invariant> = wanted.clone();
@@ -340,18 +358,114 @@ fn judge(
     report.criteria = scenario
         .criteria
         .iter()
-        .map(|c| judge_criterion(c, &report.steps, &judged, &report.evidence, &report.backend))
+        .map(|c| {
+            let declared = scenario.steps.iter().any(|s| s.criterion == Some(c.id));
+            judge_criterion(
+                c,
+                declared,
+                &report.steps,
+                &judged,
+                &report.evidence,
+                &report.backend,
+            )
+        })
         .collect();
     report.history = history;
     report.could_not_judge = backend_error.map(|e| format!("could not judge: {e}"));
     decide(report);
 }
 
+/// The bounds the checkers judge against: the profile's own promises.
+fn check_config(profile: &Profile) -> CheckConfig {
+    CheckConfig {
+        takeover_bound: profile.takeover_bound(),
+        rpo_bound: profile.rpo_bound(),
+        observe_lag: profile.observe_lag(),
+    }
+}
+
+/// The invariants a gate judges on the history so far. Each is a safety property whose
+/// violation is complete once it happened; the others (an unanswered chat, a takeover
+/// or restore still under way, readiness inside its observation lag) could read as
+/// violated merely because the history stops at the gate.
+const GATE_INVARIANTS: [Invariant; 4] = [
+    Invariant::LeaderExclusive,
+    Invariant::PollExclusive,
+    Invariant::ChainIntact,
+    Invariant::TamperRefused,
+];
+
+/// Why a gate over `criteria` stays closed: each failed step of those criteria so far
+/// and each violation, in the history so far, of a gate invariant they cite. Empty: the
+/// gate opens.
+fn gate_reasons(
+    criteria: &[u32],
+    scenario: &Scenario,
+    steps: &[StepResult],
+    history: &History,
+    cfg: &CheckConfig,
+    backend: &str,
+    observes: &BTreeSet<EventKind>,
+) -> Vec<String> {
+    let mut why = Vec::new();
+    for s in steps.iter().filter(|s| !s.ok) {
+        if let Some(c) = s.criterion.filter(|c| criteria.contains(c)) {
+            why.push(format!(
+                "criterion {c}: step {} ({}) failed",
+                s.number, s.action
+            ));
+        }
+    }
+    let mut cited: Vec<Invariant> = scenario
+        .criteria
+        .iter()
+        .filter(|c| criteria.contains(&c.id))
+        .flat_map(|c| c.invariants.iter())
+        .filter_map(|name| Invariant::parse(name).ok())
+        .filter(|inv| GATE_INVARIANTS.contains(inv))
+        .collect();
+    cited.sort();
+    cited.dedup();
+    for rep in check::check_observed(&cited, history, cfg, backend, observes) {
+        if let Some(v) = rep.violations.first() {
+            why.push(format!(
+                "invariant {} violated at {}",
+                rep.invariant,
+                fmt_time(v.at)
+            ));
+        }
+    }
+    why
+}
+
+/// A gate step's outcome: open (ok) or closed with its reasons.
+fn gate_outcome(criteria: &[u32], protects: Option<&str>, why: &[String]) -> (bool, String) {
+    let list = criteria
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if why.is_empty() {
+        return (true, format!("criteria {list} held so far: going on"));
+    }
+    let before = protects.map(|p| format!(" before {p}")).unwrap_or_default();
+    (
+        false,
+        format!(
+            "gate closed: {}; the drill stops here{before}",
+            why.join("; ")
+        ),
+    )
+}
+
 /// Judges one criterion from the steps that name it and the invariants it cites. A
 /// criterion with neither is the evidence criterion: met when the run captured every
 /// file the runbook's bundle names (the bundle writer checks the files on disk again).
+/// `declared` says whether the scenario has steps for it: a criterion whose steps never
+/// ran (the drill stopped at a gate) is not judged, never judged from the bundle.
 fn judge_criterion(
     c: &Criterion,
+    declared: bool,
     steps: &[StepResult],
     judged: &BTreeMap<Invariant, check::Report>,
     evidence: &BTreeMap<String, String>,
@@ -359,7 +473,7 @@ fn judge_criterion(
 ) -> CriterionResult {
     let steps: Vec<&StepResult> = steps.iter().filter(|s| s.criterion == Some(c.id)).collect();
     let at = steps.last().map(|s| s.ended);
-    let from_bundle = steps.is_empty() && c.invariants.is_empty();
+    let from_bundle = !declared && c.invariants.is_empty();
     let result = |status, detail| CriterionResult {
         id: c.id,
         name: c.name.clone(),
@@ -416,6 +530,12 @@ fn judge_criterion(
     }
     if !reasons.is_empty() {
         return result(CriterionStatus::NotMet, reasons.join("; "));
+    }
+    if declared && steps.is_empty() {
+        return result(
+            CriterionStatus::NotJudged,
+            "its steps did not run: the drill stopped before them".into(),
+        );
     }
     let unjudged: Vec<String> = cited
         .iter()
@@ -493,6 +613,9 @@ pub fn decide(report: &mut DrillReport) {
     }
     report.verdict = Verdict::Fail;
     let mut parts = Vec::new();
+    if let Some(g) = failed_steps.iter().find(|s| s.action.starts_with("gate ")) {
+        parts.push(format!("step {} ({}): {}", g.number, g.action, g.detail));
+    }
     if let Some(c) = failed_criteria.first() {
         parts.push(format!(
             "criterion {} ({}) not met: {}",
@@ -558,6 +681,17 @@ fn describe(a: &Action) -> String {
         Action::Collect { what, node } => format!("collect {} from {node}", what.file_name()),
         Action::CompareFiles { leader, restored } => {
             format!("compare files {leader} vs {restored}")
+        }
+        Action::Gate { criteria, protects } => {
+            let list = criteria
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            match protects {
+                Some(p) => format!("gate on criteria {list} before {p}"),
+                None => format!("gate on criteria {list}"),
+            }
         }
     }
 }
@@ -919,6 +1053,8 @@ impl<B: Backend> Runner<'_, B> {
                     ),
                 ))
             }
+            // Gates judge the steps before them, which only `run` holds.
+            Action::Gate { .. } => unreachable!("`run` judges gate steps itself"),
         }
     }
 }

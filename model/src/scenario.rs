@@ -280,6 +280,18 @@ pub enum Action {
         /// The restored node.
         restored: NodeId,
     },
+    /// Go on only if every named criterion has held so far: none of its steps failed and
+    /// none of the safety invariants it cites was violated in the history up to here.
+    /// Otherwise the drill stops at once (faults healed, backend torn down) and fails
+    /// naming the gate. The runbook's phases depend on each other: a drill whose follower
+    /// never followed must not go on to stop the production primary.
+    Gate {
+        /// The criteria that must have held.
+        criteria: Vec<u32>,
+        /// What the gate protects, for the report ("stopping the primary").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protects: Option<String>,
+    },
 }
 
 /// A step with its optional phase label and the success criterion it proves.
@@ -625,6 +637,22 @@ impl Scenario {
             for n in step.action.nodes() {
                 known(&n).map_err(at)?;
             }
+            if let Action::Gate {
+                criteria: gated, ..
+            } = &step.action
+            {
+                if gated.is_empty() {
+                    return Err(at(
+                        "`criteria` is empty; name the criteria that must have held, e.g. [1, 2]"
+                            .into(),
+                    ));
+                }
+                if let Some(c) = gated.iter().find(|c| !criteria.contains(c)) {
+                    return Err(at(format!(
+                        "gate names criterion {c}, which no [[criterion]] table declares"
+                    )));
+                }
+            }
             if let Action::WaitFor {
                 condition,
                 node: None,
@@ -741,6 +769,7 @@ impl Action {
             Action::Chat { .. } => "chat",
             Action::Collect { .. } => "collect",
             Action::CompareFiles { .. } => "compare_files",
+            Action::Gate { .. } => "gate",
         }
     }
 

@@ -520,3 +520,46 @@ async fn waiting_for_a_deleted_server_fails_naming_it() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_server_kept_as_the_new_primary_leaves_lifeboats_hands() {
+    let (double, _addr, client) = start().await;
+    let t = target("lifeboat");
+    let key = cloud::ensure_ssh_key(&client, "op", OPERATOR_KEY)
+        .await
+        .unwrap();
+    let data = cloud::generate_host_key("lifeboat-test")
+        .unwrap()
+        .user_data();
+    let mut created = Vec::new();
+    for p in cloud::plan_servers("r7", &nodes(&["b", "c"]), &t).unwrap() {
+        created.push(cloud::create(&client, &p, &key, &data).await.unwrap());
+    }
+    let b = client.get_server(created[0].id).await.unwrap().unwrap();
+    cloud::mark_kept(&client, &b).await.unwrap();
+
+    // What the API now holds: `lifeboat=1` and the run label gone, the node label kept,
+    // the kept label naming the run; the request was one PUT with the whole label set.
+    let after = client.get_server(b.id).await.unwrap().unwrap();
+    assert_eq!(after.labels.get(LABEL), None);
+    assert_eq!(after.labels.get(RUN_LABEL), None);
+    assert_eq!(after.labels.get(NODE_LABEL).map(String::as_str), Some("b"));
+    assert_eq!(
+        after.labels.get(cloud::KEPT_LABEL).map(String::as_str),
+        Some("r7")
+    );
+    let put: Vec<RecordedRequest> = double
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect();
+    assert_eq!(put.len(), 1);
+    assert_eq!(put[0].path, format!("/v1/servers/{}", b.id));
+
+    // Neither the run's teardown nor a cleanup of every run deletes it.
+    let run = cloud::delete_run(&client, "r7").await.unwrap();
+    assert_eq!(run.deleted.len(), 1, "{:?}", run.deleted);
+    let all = cloud::delete_all(&client).await.unwrap();
+    assert!(all.deleted.is_empty(), "{:?}", all.deleted);
+    assert_eq!(double.server_names(), [b.name.clone()]);
+}

@@ -142,7 +142,74 @@ pub(super) fn candidates(h: &History, from: Millis, to: Millis) -> BTreeSet<Node
 /// history that records no processes, such as a checker test's, has every node it names
 /// running.
 pub(super) fn all_down(h: &History, from: Millis, to: Millis) -> Vec<(Millis, Option<Millis>)> {
-    let known: BTreeSet<NodeId> = h.iter().filter_map(|e| e.event.node()).collect();
+    down_stretches(h, None, from, to)
+}
+
+/// The stretches during which nobody could take over after `lost` lost the lead: every
+/// node was down or frozen ([`all_down`]), or every node but `lost` was, while a fault
+/// that holds `lost` itself (the cut that deposed it) was in force, so that the one
+/// running node could not lead again either. Sorted, overlapping stretches merged.
+pub(super) fn nobody_able(
+    h: &History,
+    windows: &[FaultWindow],
+    lost: Option<NodeId>,
+    from: Millis,
+    to: Millis,
+) -> Vec<(Millis, Option<Millis>)> {
+    let mut out = all_down(h, from, to);
+    if let Some(lost) = lost {
+        let only_lost: BTreeSet<NodeId> = [lost].into();
+        let held: Vec<(Millis, Option<Millis>)> = windows
+            .iter()
+            .filter(|f| can_delay_takeover(&f.fault, &only_lost))
+            .map(|f| (f.start, f.end))
+            .collect();
+        let later = |a: Option<Millis>, b: Option<Millis>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, None) => x,
+            (None, y) => y,
+        };
+        for (b1, u1) in down_stretches(h, Some(lost), from, to) {
+            for (b2, u2) in &held {
+                let began = b1.max(*b2);
+                let until = later(u1, *u2);
+                if until.is_none_or(|u| u > began) && began < to && until.is_none_or(|u| u > from) {
+                    out.push((began, until));
+                }
+            }
+        }
+    }
+    out.sort();
+    let mut merged: Vec<(Millis, Option<Millis>)> = Vec::new();
+    for (began, until) in out {
+        match merged.last_mut() {
+            Some((_, last)) if last.is_none_or(|l| l >= began) => {
+                *last = match (*last, until) {
+                    (Some(x), Some(y)) => Some(x.max(y)),
+                    _ => None,
+                };
+            }
+            _ => merged.push((began, until)),
+        }
+    }
+    merged
+}
+
+/// The stretches during which every known node except `except` was down or frozen.
+fn down_stretches(
+    h: &History,
+    except: Option<NodeId>,
+    from: Millis,
+    to: Millis,
+) -> Vec<(Millis, Option<Millis>)> {
+    let mut known: BTreeSet<NodeId> = h.iter().filter_map(|e| e.event.node()).collect();
+    if let Some(x) = except {
+        known.remove(&x);
+        if known.is_empty() {
+            // A lone node: nobody else to be down; the caller's own rules judge it.
+            return Vec::new();
+        }
+    }
     if known.is_empty() {
         return vec![(Millis::ZERO, None)];
     }
@@ -158,7 +225,7 @@ pub(super) fn all_down(h: &History, from: Millis, to: Millis) -> Vec<(Millis, Op
         } else {
             down.insert(node);
         }
-        let all = down.len() == known.len();
+        let all = known.iter().all(|n| down.contains(n));
         match since {
             None if all => since = Some(e.at),
             Some(began) if !all => {

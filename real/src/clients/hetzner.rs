@@ -284,6 +284,34 @@ impl HetznerClient {
         }
     }
 
+    /// Replaces all of a server's labels with `labels` (`PUT /v1/servers/{id}`).
+    pub async fn set_server_labels(
+        &self,
+        id: i64,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<ServerInfo, ClientError> {
+        let mut request = models::ReplaceServerRequest::new();
+        request.labels = Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let resp = servers_api::replace_server(
+            &self.config,
+            servers_api::ReplaceServerParams {
+                id,
+                replace_server_request: request,
+            },
+        )
+        .await
+        .map_err(|e| self.scrub(from_hcloud("relabel server", e)))?;
+        resp.server
+            .as_deref()
+            .map(ServerInfo::from_model)
+            .ok_or_else(|| ClientError::Unexpected {
+                service: SERVICE,
+                call: "relabel server",
+                status: Some(200),
+                detail: format!("no server in the answer for server {id}"),
+            })
+    }
+
     /// Deletes the server with this id (the deletion finishes in the background).
     pub async fn delete_server(&self, id: i64) -> Result<(), ClientError> {
         servers_api::delete_server(&self.config, servers_api::DeleteServerParams { id })

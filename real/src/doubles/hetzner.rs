@@ -15,7 +15,8 @@
 //!   with `server` (`status: initializing`), `action`, `next_actions`, `root_password`
 //!   (null when SSH keys are given); a used name → 409 `uniqueness_error`;
 //! - `GET /v1/servers` (`name`, `label_selector`, `status`, `page`, `per_page`),
-//!   `GET /v1/servers/{id}`, `DELETE /v1/servers/{id}` (then `GET` → 404 `not_found`);
+//!   `GET /v1/servers/{id}`, `PUT /v1/servers/{id}` (`name`, `labels`: the labels given
+//!   replace all of them), `DELETE /v1/servers/{id}` (then `GET` → 404 `not_found`);
 //! - `GET /v1/ssh_keys` (`name`, `fingerprint`, `label_selector`), `POST /v1/ssh_keys`,
 //!   `GET`/`DELETE /v1/ssh_keys/{id}`;
 //! - `GET /v1/server_types` (`name`), `GET /v1/server_types/{id}`: types with `prices` per
@@ -705,6 +706,10 @@ fn route(
         },
         ["v1", "servers", id] => match *method {
             Method::GET => get_server(&mut g, id),
+            Method::PUT => match json_body() {
+                Ok(b) => replace_server(&mut g, id, &b),
+                Err(a) => a,
+            },
             Method::DELETE => delete_server(&mut g, id),
             _ => not_allowed(),
         },
@@ -957,6 +962,55 @@ fn get_server(g: &mut Inner, id: &str) -> Answer {
         ),
         None => not_found("server", id),
     }
+}
+
+/// `PUT /v1/servers/{id}`: a new `name` and/or `labels`; the labels given replace all
+/// the server's labels (the API's documented behaviour), those left out stay.
+fn replace_server(g: &mut Inner, id: &str, body: &Map<String, Value>) -> Answer {
+    let Some(server_id) = id.parse::<i64>().ok().filter(|i| g.servers.contains_key(i)) else {
+        return not_found("server", id);
+    };
+    let mut errors = FieldErrors::new();
+    for key in body.keys() {
+        if !["name", "labels"].contains(&key.as_str()) {
+            errors.push((key.clone(), "unknown field".into()));
+        }
+    }
+    let labels = body
+        .get("labels")
+        .map(|v| check_labels(Some(v), &mut errors));
+    let name = match body.get("name") {
+        None => None,
+        Some(Value::String(n)) if valid_hostname(n) => Some(n.clone()),
+        Some(_) => {
+            errors.push(("name".into(), "must be a valid hostname (RFC 1123)".into()));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return invalid_input(errors);
+    }
+    if let Some(n) = &name {
+        if g.servers
+            .iter()
+            .any(|(i, e)| *i != server_id && e.server.name == *n)
+        {
+            return uniqueness("server name is already used", "name");
+        }
+    }
+    let entry = g.servers.get_mut(&server_id).expect("checked above");
+    if let Some(l) = labels {
+        entry.server.labels = l;
+    }
+    if let Some(n) = name {
+        entry.server.name = n;
+    }
+    (
+        StatusCode::OK,
+        to_value(&models::ReplaceServerResponse {
+            server: Some(Box::new(read_server(entry))),
+        }),
+    )
 }
 
 fn delete_server(g: &mut Inner, id: &str) -> Answer {

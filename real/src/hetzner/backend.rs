@@ -753,17 +753,45 @@ impl RealBackend {
             .collect();
         let rented_leader = self.leader.filter(|l| self.nodes[l].server.is_some());
         let promoted = new_primary(passed, rented_leader, &existing_up);
-        if promoted.is_none() {
-            for n in existing {
-                if self.nodes[&n].state == Proc::Down && self.nodes[&n].incarnation > 0 {
-                    self.say(format!(
-                        "phase: teardown — rollback: starting node {n} again"
-                    ));
-                    self.started(n).await?;
-                    let start = self.opts.target.commands.start.clone();
-                    if let Err(e) = self.script(n, "start", &start, &[]).await {
-                        problems.push(format!("rollback: {e}"));
+        let restart: Vec<NodeId> = existing
+            .iter()
+            .copied()
+            .filter(|n| self.nodes[n].state == Proc::Down && self.nodes[n].incarnation > 0)
+            .collect();
+        if promoted.is_none() && !restart.is_empty() {
+            // The runbook's rollback restarts A; a rented node still running would lead
+            // beside it until its server is deleted, so it is stopped first.
+            let rented_up: Vec<NodeId> = self
+                .nodes
+                .iter()
+                .filter(|(_, x)| x.server.is_some() && x.remote.is_some() && x.state != Proc::Down)
+                .map(|(n, _)| *n)
+                .collect();
+            for n in rented_up {
+                self.say(format!(
+                    "phase: teardown — rollback: stopping node {n} before the primary starts again"
+                ));
+                let stop = self.opts.target.commands.stop.clone();
+                match self.script(n, "stop", &stop, &[]).await {
+                    Ok(_) => {
+                        self.node(n)?.state = Proc::Down;
+                        self.log.record(Event::ProcessExited {
+                            node: n,
+                            code: None,
+                            how: "exit".into(),
+                        });
                     }
+                    Err(e) => problems.push(format!("rollback: stopping node {n}: {e}")),
+                }
+            }
+            for n in restart {
+                self.say(format!(
+                    "phase: teardown — rollback: starting node {n} again"
+                ));
+                self.started(n).await?;
+                let start = self.opts.target.commands.start.clone();
+                if let Err(e) = self.script(n, "start", &start, &[]).await {
+                    problems.push(format!("rollback: {e}"));
                 }
             }
         }
@@ -787,6 +815,10 @@ impl RealBackend {
                 self.nodes[&p].ip
             ));
         }
+        let kept = promoted.and_then(|p| self.nodes[&p].server);
+        if let (Some(client), Some(id)) = (self.opts.cloud.clone(), kept) {
+            self.keep_server(&client, id, &mut problems).await;
+        }
         match self.opts.cloud.clone() {
             Some(_) if self.opts.keep && !rented.is_empty() => {
                 let list: Vec<String> = rented
@@ -804,7 +836,9 @@ impl RealBackend {
                     self.run_id
                 ));
                 let keep_id = promoted.and_then(|p| self.nodes[&p].server);
-                let d = self.delete_run_servers(&client, keep_id, &mut problems).await;
+                let d = self
+                    .delete_run_servers(&client, keep_id, &mut problems)
+                    .await;
                 if d.is_complete() {
                     for (n, x) in self.nodes.iter_mut() {
                         if Some(*n) != promoted {
@@ -832,6 +866,28 @@ impl RealBackend {
                 "{}; run `lifeboat cleanup --backend real`",
                 problems.join("; ")
             ))))
+        }
+    }
+
+    /// Relabels the server kept as the new primary so no cleanup can delete it
+    /// ([`cloud::mark_kept`]); a failure is reported, never ignored.
+    async fn keep_server(&self, client: &HetznerClient, id: i64, problems: &mut Vec<String>) {
+        let server = match client.get_server(id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                problems.push(format!("the kept server {id} no longer exists"));
+                return;
+            }
+            Err(e) => {
+                problems.push(format!("reading the kept server {id}: {e}"));
+                return;
+            }
+        };
+        if let Err(e) = cloud::mark_kept(client, &server).await {
+            problems.push(format!(
+                "{e:#}: `lifeboat cleanup --backend real` would delete it; remove its label {}=1 by hand",
+                cloud::LABEL
+            ));
         }
     }
 
@@ -871,10 +927,12 @@ impl RealBackend {
     }
 
     /// The one-time code of a chat message: six digits from the OS's randomness.
-    fn code() -> String {
+    /// A failed read is an error, never a predictable code such as `000000`.
+    fn code() -> Result<String, BackendError> {
         let mut b = [0u8; 4];
-        let _ = getrandom(&mut b);
-        format!("{:06}", u32::from_le_bytes(b) % 1_000_000)
+        getrandom(&mut b)
+            .map_err(|e| be(format!("reading /dev/urandom for a one-time code: {e}")))?;
+        Ok(format!("{:06}", u32::from_le_bytes(b) % 1_000_000))
     }
 
     /// Whether `code` shows on `node`, by the target's Telegram proof command.
@@ -1277,7 +1335,7 @@ impl Backend for RealBackend {
     }
 
     async fn send_chat(&mut self, text: &str) -> Result<i64, BackendError> {
-        let code = Self::code();
+        let code = Self::code()?;
         let message = format!("{text} [{code}]");
         let update_id = match self.opts.operator.clone() {
             Operator::Double { base } => {

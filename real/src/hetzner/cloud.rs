@@ -37,6 +37,11 @@ pub use crate::docker::images::{LABEL, RUN_LABEL};
 /// The label naming the scenario node a server runs.
 pub const NODE_LABEL: &str = "lifeboat.node";
 
+/// The label a server kept as the new primary carries instead of `lifeboat=1`: the run
+/// that promoted it. No listing of lifeboat's servers selects it, so neither the run's
+/// teardown nor `lifeboat cleanup --backend real` can delete it.
+pub const KEPT_LABEL: &str = "lifeboat.kept-by-run";
+
 /// What [`UserData`] shows instead of itself.
 pub const USER_DATA_REDACTED: &str = "<cloud-config with the server's host key, redacted>";
 
@@ -567,6 +572,26 @@ pub async fn list_run(client: &HetznerClient, run_id: &str) -> anyhow::Result<Ve
         .into_iter()
         .filter(|s| ours(s, Some(run_id)))
         .collect())
+}
+
+/// Takes a server out of lifeboat's hands: it keeps its node label, loses `lifeboat=1`
+/// and the run label, and carries [`KEPT_LABEL`] naming the run. Its other labels stay.
+pub async fn mark_kept(client: &HetznerClient, server: &ServerInfo) -> anyhow::Result<()> {
+    let mut labels = server.labels.clone();
+    let run = labels.remove(RUN_LABEL).unwrap_or_default();
+    labels.remove(LABEL);
+    labels.insert(KEPT_LABEL.to_string(), run);
+    let after = client
+        .set_server_labels(server.id, &labels)
+        .await
+        .with_context(|| format!("relabelling server {} as kept", server.id))?;
+    if ours(&after, None) {
+        bail!(
+            "server {} still carries {LABEL}=1 after relabelling",
+            server.id
+        );
+    }
+    Ok(())
 }
 
 /// Every server lifeboat created, of any run (`lifeboat=1`).

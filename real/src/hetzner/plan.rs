@@ -448,6 +448,20 @@ impl Builder<'_> {
                     );
                 }
             }
+            Action::Gate { criteria, protects } => {
+                let list: Vec<String> = criteria.iter().map(|c| c.to_string()).collect();
+                self.push(
+                    "local",
+                    format!(
+                        "gate: stop here, heal every fault and roll back unless criteria {} held{}",
+                        list.join(", "),
+                        protects
+                            .as_ref()
+                            .map(|p| format!(" (before {p})"))
+                            .unwrap_or_default()
+                    ),
+                );
+            }
         }
     }
 }
