@@ -131,11 +131,18 @@ fn draw(rows: &[Row], mix: &Mix, path: &Path) -> Result<(), Box<dyn Error>> {
             mix.latency_min, mix.latency_max, mix.loss_percent, mix.pause_min, mix.pause_max
         ))
         .y_desc("takeover after a crash (s)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     chart
         .configure_secondary_axes()
         .y_desc("step-downs per hour of a healthy leader")
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
         .draw()?;
 
     for (ttl, name, color) in [
@@ -157,7 +164,8 @@ fn draw(rows: &[Row], mix: &Mix, path: &Path) -> Result<(), Box<dyn Error>> {
         ))?;
         chart.draw_series(std::iter::once(Text::new(
             name,
-            (x - 0.3, y_max * 0.97),
+            // Rotated text runs upward from its anchor: low enough to stay inside.
+            (x - 0.7, y_max * 0.45),
             ("sans-serif", 14)
                 .into_font()
                 .transform(FontTransform::Rotate270)
@@ -197,7 +205,7 @@ fn draw(rows: &[Row], mix: &Mix, path: &Path) -> Result<(), Box<dyn Error>> {
     )?;
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::UpperMiddle)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
