@@ -498,6 +498,136 @@ fn v1_a_same_hour_same_content_snapshot_is_its_own_parent() {
     }
 }
 
+/// Issue 14 point 6: a re-acquiring its own fresh entry keeps `acquiredAt`, its own stale
+/// entry resets it; each SIGTERM starts the release of telegram-bot only and exits before
+/// any write, so b, started on the same host after the third stop, finds a's
+/// leader-heartbeat entry still there and does not lead within 15 s.
+#[test]
+fn v1_own_stale_entry_resets_acquired_at_and_the_sigterm_release_is_not_awaited() {
+    for engine in [Engine::Fast, Engine::Turmoil] {
+        let report = run_v1("v1-acquiredat-and-sigterm-release.toml", engine);
+        let (a, b) = (node("a"), node("b"));
+        let whys: Vec<String> = takeovers(&report, a)
+            .into_iter()
+            .map(|(_, _, why)| why)
+            .collect();
+        let kept = whys.iter().position(|w| {
+            w.contains("our own instance id, fresh") && w.contains("acquiredAt kept")
+        });
+        let reset = whys.iter().position(|w| {
+            w.contains("our own instance id, stale") && w.contains("acquiredAt reset")
+        });
+        assert!(
+            whys.len() == 3 && kept == Some(1) && reset == Some(2),
+            "{engine}: a should lead three times, then keep, then reset acquiredAt: {whys:#?}"
+        );
+        let a_id = report
+            .history
+            .iter()
+            .find_map(|e| match &e.event {
+                Event::LockFileWritten { node, holder, .. } if *node == a => holder.clone(),
+                _ => None,
+            })
+            .expect("a wrote its entry");
+        // Each SIGTERM: the role change says the release was started and not awaited, and
+        // a writes nothing more until it is started again.
+        let mut stops = 0;
+        let mut stopped = false;
+        for e in report.history.iter() {
+            match &e.event {
+                Event::RoleChanged {
+                    node,
+                    role: Role::Stopped,
+                    why,
+                    ..
+                } if *node == a => {
+                    assert!(
+                        why.contains("release of telegram-bot started, not awaited"),
+                        "{engine}: a's stop reads {why:?}"
+                    );
+                    stops += 1;
+                    stopped = true;
+                }
+                Event::ProcessStarted { node, .. } if *node == a => stopped = false,
+                Event::LockFileWritten { node, op, .. } if *node == a && stopped => {
+                    panic!("{engine}: a wrote the lock file ({op}) after its SIGTERM")
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(stops, 3, "{engine}: a is stopped three times");
+        let b_read = report.history.iter().find_map(|e| match &e.event {
+            Event::LockFileRead { node, holder, .. } if *node == b => Some(holder.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            b_read,
+            Some(Some(a_id.clone())),
+            "{engine}: b's first read should find a's leader-heartbeat entry"
+        );
+        assert!(
+            takeovers(&report, b).is_empty(),
+            "{engine}: b led while a's entry was fresh"
+        );
+        let outcome = Outcome::of(&report);
+        assert_eq!(
+            outcome.failed_criteria,
+            BTreeSet::from([2]),
+            "{engine}: {outcome:?}"
+        );
+    }
+}
+
+/// Issue 14 point 3, its last sentence: with the heartbeat disabled a's entry is never
+/// refreshed, so co-hosted b, restart-looping under Docker's back-off, takes it over at its
+/// first restart after the entry is more than 120 s old (measured under deno: 176 s), and
+/// both then poll and take 409s.
+#[test]
+fn v1_heartbeat_disabled_follower_takes_over_a_healthy_leader_and_both_poll() {
+    for engine in [Engine::Fast, Engine::Turmoil] {
+        let report = run_v1("v1-heartbeat-disabled-takeover.toml", engine);
+        let (a, b) = (node("a"), node("b"));
+        let a_led = takeovers(&report, a);
+        let [(a_at, _, _)] = a_led.as_slice() else {
+            panic!("{engine}: a should lead once: {a_led:?}")
+        };
+        let taken = takeovers(&report, b);
+        let Some((b_at, Some(last_seen), why)) = taken.first() else {
+            panic!("{engine}: b never took over after reading a's entry: {taken:?}")
+        };
+        assert!(why.contains("stale"), "{engine}: {why}");
+        // The entry b found stale is a's acquisition: nothing refreshed it.
+        let unrefreshed = true_wall(*a_at).abs_diff(*last_seen) as f64 / 1000.0;
+        assert!(
+            unrefreshed < 1.0,
+            "{engine}: a's entry was refreshed after its acquisition ({unrefreshed:.1} s)"
+        );
+        let after = (b_at.0 - a_at.0) as f64 / 1000.0;
+        println!(
+            "{engine}: b took over {after:.1} s after a took the lock (measured under deno: 176 s)"
+        );
+        assert!(
+            (120.0..=185.0).contains(&after),
+            "{engine}: b took over {after:.1} s after a led; staleness plus Docker's back-off allow 120 to about 181 s"
+        );
+        assert!(
+            !report
+                .history
+                .iter()
+                .any(|e| matches!(&e.event, Event::ProcessExited { node, .. } if *node == a)),
+            "{engine}: a must keep running as leader"
+        );
+        for who in [a, b] {
+            let conflicts = report
+                .history
+                .iter()
+                .filter(|e| matches!(&e.event, Event::PollEnded { node: Some(n), outcome: PollOutcome::Conflict, .. } if *n == who))
+                .count();
+            assert!(conflicts > 0, "{engine}: node {who} took no 409");
+        }
+    }
+}
+
 /// Issue 14 point 1 and 5: the AAA drill under `opentrident-v1` fails criterion 2 with
 /// steady dual leadership: both leaders take 409s and neither exits 42.
 #[test]

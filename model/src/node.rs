@@ -1759,9 +1759,18 @@ impl Node {
                         "lock file on host {}: leader-heartbeat entry absent",
                         self.cfg.host
                     ),
+                    // Whether acquiredAt survives is said here because no invariant
+                    // reads it: the role change is where a history shows it.
+                    Some(e) if e.instance_id == me && !stale(e) => format!(
+                        "lock file on host {}: entry is our own instance id, fresh (last seen {} ms ago): lastSeenAt refreshed, acquiredAt kept ({} ms ago)",
+                        self.cfg.host,
+                        now.saturating_sub(e.last_seen_at),
+                        now.saturating_sub(e.acquired_at)
+                    ),
                     Some(e) if e.instance_id == me => format!(
-                        "lock file on host {}: entry is our own instance id",
-                        self.cfg.host
+                        "lock file on host {}: entry is our own instance id, stale (last seen {} ms ago): replaced whole, acquiredAt reset",
+                        self.cfg.host,
+                        now.saturating_sub(e.last_seen_at)
                     ),
                     Some(e) => format!(
                         "lock file on host {}: entry of {} stale (last seen {} ms ago)",

@@ -257,6 +257,12 @@ pub fn outcome(h: &History) -> Outcome {
     else {
         return Outcome::NoTakeover;
     };
+    outcome_since(h, lost)
+}
+
+/// Classifies a sample's history whose leader was lost at `lost`, for drills that inject
+/// other faults (a loss rate, say) before the one that loses the leader.
+pub fn outcome_since(h: &History, lost: Millis) -> Outcome {
     let split = leader_intervals(h)
         .iter()
         .any(|iv| iv.node != LEADER && iv.start <= lost && iv.end.is_none_or(|e| e > lost));
