@@ -206,7 +206,8 @@ fn tables() {
             });
         }
     }
-    let ratio = |plain: Duration, t: Duration| format!("{:.2}", plain.as_secs_f64() / t.as_secs_f64());
+    let ratio =
+        |plain: Duration, t: Duration| format!("{:.2}", plain.as_secs_f64() / t.as_secs_f64());
     let mut t = Table::new(&[
         "state",
         "chain",

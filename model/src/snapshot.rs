@@ -235,8 +235,8 @@ impl Verified {
     /// for, oldest first: those from [`Verified::from_version`] to the head. Anything
     /// before them was not read and may be anything the store chose to serve.
     pub fn vouched<'a>(&self, chain: &'a [SignedManifest]) -> &'a [SignedManifest] {
-        let above = usize::try_from(self.version.saturating_sub(self.from_version))
-            .unwrap_or(usize::MAX);
+        let above =
+            usize::try_from(self.version.saturating_sub(self.from_version)).unwrap_or(usize::MAX);
         &chain[chain.len().saturating_sub(above.saturating_add(1))..]
     }
 }
@@ -297,9 +297,60 @@ impl TrustedKey {
     }
     /// Verifies a raw signature (used by the v1 format too).
     pub fn verify_bytes(&self, msg: &[u8], sig: &[u8]) -> bool {
-        ed25519_dalek::Signature::from_slice(sig)
-            .is_ok_and(|sig| self.0.verify_strict(msg, &sig).is_ok())
+        let memo_key = SIGNATURE_MEMO.with(|m| {
+            m.borrow().as_ref().map(|_| {
+                use sha2::{Digest, Sha256};
+                let mut h = Sha256::new();
+                h.update(self.0.to_bytes());
+                h.update((sig.len() as u64).to_le_bytes());
+                h.update(sig);
+                h.update(msg);
+                <[u8; 32]>::from(h.finalize())
+            })
+        });
+        if let Some(k) = memo_key {
+            if let Some(ok) = SIGNATURE_MEMO.with(|m| m.borrow().as_ref()?.get(&k).copied()) {
+                return ok;
+            }
+        }
+        let ok = ed25519_dalek::Signature::from_slice(sig)
+            .is_ok_and(|sig| self.0.verify_strict(msg, &sig).is_ok());
+        if let Some(k) = memo_key {
+            SIGNATURE_MEMO.with(|m| {
+                if let Some(memo) = m.borrow_mut().as_mut() {
+                    if memo.len() >= SIGNATURE_MEMO_MAX {
+                        memo.clear();
+                    }
+                    memo.insert(k, ok);
+                }
+            });
+        }
+        ok
     }
+}
+
+thread_local! {
+    /// Signature checks already done on this thread, by SHA-256 of key, signature and
+    /// message; `None` while memoising is off (the default).
+    static SIGNATURE_MEMO: std::cell::RefCell<Option<std::collections::BTreeMap<[u8; 32], bool>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Bounds the memo's memory: about 3 MB at most.
+const SIGNATURE_MEMO_MAX: usize = 65_536;
+
+/// Remembers signature checks on this thread from now on. Why: a simulated drill verifies
+/// the same head hundreds or thousands of times (every follower checks the head's
+/// signature at every sync, every 30 s, and a node refusing a tampered store retries
+/// every second or so), and ed25519 verification is half of the fast engine's time on
+/// such drills even at one signature per verification. A check is a pure
+/// function of key, signature and message, so remembering it changes no outcome, only
+/// the cost. The simulator turns it on; real nodes and the benchmarks leave it off, so
+/// verification throughput is measured uncached.
+pub fn memoize_signature_checks() {
+    SIGNATURE_MEMO.with(|m| {
+        m.borrow_mut().get_or_insert_with(Default::default);
+    });
 }
 
 /// SHA-256 of bytes, lower-case hex.

@@ -243,6 +243,8 @@ impl World {
     /// snapshot; blank nodes get nothing. No process runs until [`World::start`].
     pub fn new(cfg: WorldConfig) -> World {
         assert!(!cfg.nodes.is_empty(), "a world needs at least one node");
+        // Followers re-verify the same head all drill long; see the function's doc.
+        lifeboat_model::snapshot::memoize_signature_checks();
         let service_key = SnapshotKey::from_seed(derive_seed(cfg.seed, "service-key"));
         let attacker = SnapshotKey::from_seed(derive_seed(cfg.seed, "attacker-key"));
         let mut w = World {
