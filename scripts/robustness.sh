@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The big robustness run of issue 19: mutated scenario files through the parser and a
 # bounded fast-engine run, mutated bundles through `snapshot verify` and mutated
-# bootstrap manifests through `manifest check`. No input may panic, run past 20 s or
+# bootstrap manifests through `manifest check`. No input may panic, run past 20 s of CPU or
 # allocate past 512 MiB (tests/robustness.rs); a failing input is written to
 # target/robustness-failures/.
 #

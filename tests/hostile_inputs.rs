@@ -289,6 +289,39 @@ fn a_hundred_hour_wait_costs_about_a_hundred_one_hour_waits() {
     );
 }
 
+/// `tests/robustness.rs`'s input `scenario-19-19716` (fm-14 mutated: a store tamper for
+/// 720 h and a chat step waiting `1h1h1h1h` for an answer): the runner asked who answered
+/// after every probe, and each question scanned the whole history, so the wait was
+/// quadratic: 50 s on this machine against the robustness run's 20 s bound. The world now
+/// reads each history entry once for this (`shared::Replies`).
+#[test]
+fn a_chat_step_waiting_hours_for_an_answer_stays_within_the_robustness_bound() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hostile/chat-waiting-hours.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let scenario = Scenario::parse("chat-waiting-hours.toml", &text).unwrap();
+    // CPU time of this thread, as the robustness run bounds it: wall time on a shared
+    // machine measures the neighbours too.
+    let cpu = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec to write to; the clock id is a constant.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
+            0
+        );
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    };
+    let start = cpu();
+    // The robustness run's event budget and time bound.
+    let report = lifeboat_sim::backend::run_scenario_bounded(&scenario, 200_000);
+    let took = cpu() - start;
+    println!("took {took:?} of CPU: {}", report.reason);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
 // ------------------------------------------------------------------ misplaced locations
 
 #[test]

@@ -623,8 +623,21 @@ impl Node {
                     Profile::Fenced(p) => !mutant!(p, NoManifestHeadCheck),
                     Profile::OpentridentV1(_) => true,
                 };
+                // Only the manifests the verdict vouched for count: below the persisted
+                // version the chain was not read. A head at or below that version needs
+                // no finding here, since the version floor already keeps restores at or
+                // above it and the trusted digest there commits to everything before.
+                let floor = policy.state.highest.as_ref().map(|(v, _)| *v);
                 if let Some(m) = self.disk.bootstrap.as_ref().filter(|_| check_manifest) {
-                    if !chain.iter().any(|c| c.manifest.id == m.snapshot_head) {
+                    let below_floor = floor.is_some_and(|f| {
+                        snapshot::id_version(&m.snapshot_head).is_some_and(|v| v <= f)
+                    });
+                    if !below_floor
+                        && !verified
+                            .vouched(&chain)
+                            .iter()
+                            .any(|c| c.manifest.id == m.snapshot_head)
+                    {
                         return Err(format!(
                             "rollback: the served chain ends at {} and does not contain {}, the head the bootstrap manifest names",
                             verified.id, m.snapshot_head

@@ -223,6 +223,36 @@ pub struct Verified {
     pub digest: String,
     /// The trust state to persist after this verification.
     pub state: TrustState,
+    /// The lowest version whose manifest this verification vouched for: the version
+    /// trusted before, or 1 when nothing was. Below it the chain was not read.
+    pub from_version: u64,
+    /// What the verification cost, so tests can tell it does not grow with the chain.
+    pub work: VerifyWork,
+}
+
+impl Verified {
+    /// The manifests of `chain` (the chain this verdict was given for) that it vouched
+    /// for, oldest first: those from [`Verified::from_version`] to the head. Anything
+    /// before them was not read and may be anything the store chose to serve.
+    pub fn vouched<'a>(&self, chain: &'a [SignedManifest]) -> &'a [SignedManifest] {
+        let above =
+            usize::try_from(self.version.saturating_sub(self.from_version)).unwrap_or(usize::MAX);
+        &chain[chain.len().saturating_sub(above.saturating_add(1))..]
+    }
+}
+
+/// The work one verification did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerifyWork {
+    /// ed25519 signature checks (the expensive part: about 76 µs each).
+    pub signatures: u32,
+    /// Manifests whose id, paths and parent link were checked.
+    pub links: u32,
+}
+
+/// The version in a snapshot id (`snap-<version>-<hex>`), if the id has that form.
+pub fn id_version(id: &str) -> Option<u64> {
+    id.strip_prefix("snap-")?.split('-').next()?.parse().ok()
 }
 
 impl SnapshotKey {
@@ -310,8 +340,10 @@ thread_local! {
 const SIGNATURE_MEMO_MAX: usize = 65_536;
 
 /// Remembers signature checks on this thread from now on. Why: a simulated drill verifies
-/// the same few manifests hundreds of times (every follower re-syncs its chain every
-/// 30 s), and ed25519 verification was half of the fast engine's time. A check is a pure
+/// the same head hundreds or thousands of times (every follower checks the head's
+/// signature at every sync, every 30 s, and a node refusing a tampered store retries
+/// every second or so), and ed25519 verification is half of the fast engine's time on
+/// such drills even at one signature per verification. A check is a pure
 /// function of key, signature and message, so remembering it changes no outcome, only
 /// the cost. The simulator turns it on; real nodes and the benchmarks leave it off, so
 /// verification throughput is measured uncached.
@@ -443,16 +475,20 @@ pub fn create(
     })
 }
 
-fn check_signature(policy: &VerifyPolicy, m: &SignedManifest) -> Result<(), VerifyError> {
-    let id = &m.manifest.id;
+fn check_key(policy: &VerifyPolicy, m: &SignedManifest) -> Result<(), VerifyError> {
     let trusted = policy.trusted.key_id();
     if m.manifest.key_id != trusted {
         return Err(VerifyError::UntrustedKey {
-            id: id.clone(),
+            id: m.manifest.id.clone(),
             found: m.manifest.key_id.clone(),
             trusted,
         });
     }
+    Ok(())
+}
+
+fn check_signature(policy: &VerifyPolicy, m: &SignedManifest) -> Result<(), VerifyError> {
+    check_key(policy, m)?;
     use base64::Engine;
     let sig = base64::engine::general_purpose::STANDARD
         .decode(&m.signature)
@@ -462,8 +498,78 @@ fn check_signature(policy: &VerifyPolicy, m: &SignedManifest) -> Result<(), Veri
         .verify_bytes(&signed_bytes(&m.manifest), &sig)
     {
         return Err(VerifyError::BadSignature {
+            id: m.manifest.id.clone(),
+            trusted: policy.trusted.key_id(),
+        });
+    }
+    Ok(())
+}
+
+/// The checks on one manifest's own content: safe paths and an id that matches them.
+fn check_content(m: &SignedManifest) -> Result<(), VerifyError> {
+    let id = &m.manifest.id;
+    if let Some(bad) = m.manifest.files.keys().find(|p| !is_safe_path(p)) {
+        return Err(VerifyError::UnsafePath {
             id: id.clone(),
-            trusted,
+            path: bad.clone(),
+        });
+    }
+    let expected_id = format!(
+        "snap-{}-{}",
+        m.manifest.version,
+        &content_digest(&m.manifest.files)[..8]
+    );
+    if *id != expected_id {
+        return Err(VerifyError::Malformed {
+            id: id.clone(),
+            what: format!("id does not match its content, expected {expected_id}"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `m` names `parent` by id and digest and comes right after it.
+fn check_link(m: &SignedManifest, parent: &SignedManifest) -> Result<(), VerifyError> {
+    let id = &m.manifest.id;
+    let want = ParentRef {
+        id: parent.manifest.id.clone(),
+        digest: digest(parent),
+    };
+    let link = &m.manifest.parent;
+    if link.as_ref() != Some(&want) {
+        return Err(VerifyError::BrokenLink {
+            id: id.clone(),
+            expected: format!("{} ({})", want.id, &want.digest[..12]),
+            found: link.as_ref().map_or("none".into(), |l| {
+                format!("{} ({})", l.id, &l.digest[..l.digest.len().min(12)])
+            }),
+        });
+    }
+    if Some(m.manifest.version) != parent.manifest.version.checked_add(1) {
+        return Err(VerifyError::BrokenLink {
+            id: id.clone(),
+            expected: format!("version {}", parent.manifest.version.saturating_add(1)),
+            found: format!("version {}", m.manifest.version),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `m` is a chain's first snapshot.
+fn check_genesis(m: &SignedManifest) -> Result<(), VerifyError> {
+    let id = &m.manifest.id;
+    if let Some(p) = &m.manifest.parent {
+        return Err(VerifyError::BrokenLink {
+            id: id.clone(),
+            expected: "no parent (the chain starts here)".into(),
+            found: p.id.clone(),
+        });
+    }
+    if m.manifest.version != 1 {
+        return Err(VerifyError::BrokenLink {
+            id: id.clone(),
+            expected: "the chain's first snapshot (version 1)".into(),
+            found: format!("version {} without a parent", m.manifest.version),
         });
     }
     Ok(())
@@ -472,10 +578,17 @@ fn check_signature(policy: &VerifyPolicy, m: &SignedManifest) -> Result<(), Veri
 /// Verifies `chain` (oldest first, ending with the head's own manifest) and the head's
 /// files, against the pinned key and what this verifier trusted before.
 ///
-/// Every manifest's signature and key are checked, every parent link by id and digest,
-/// versions must rise by one, the head must not be expired, must not be below the
-/// highest version trusted, and must not disagree with a digest trusted at the same
-/// version; every file must be listed, safe and byte-exact.
+/// The head's key and signature are checked; then, from the head down, every manifest's
+/// id and paths and its link to the one below it (parent id, parent digest, version one
+/// lower) until the version this verifier already trusts, whose digest must be the one
+/// trusted (else a fork), or the first snapshot when nothing is trusted yet. A parent
+/// digest is SHA-256 over the parent's whole signed manifest and signature, and the head
+/// that names it is signed, so the head's signature vouches for every verified ancestor
+/// byte for byte: an altered inner manifest breaks the link above it. Links at or below
+/// the trusted version were verified when that version was trusted and are not read
+/// again, so a follower sync costs the links that are new, not the chain's length. The
+/// head must not be expired nor below the trusted version; every file must be listed,
+/// safe and byte-exact.
 pub fn verify(
     policy: &VerifyPolicy,
     chain: &[SignedManifest],
@@ -488,7 +601,7 @@ pub fn verify(
 /// mutant tests.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Skips {
-    /// Manifest signatures and keys go unchecked.
+    /// The head's signature and the manifests' keys go unchecked.
     pub(crate) signatures: bool,
     /// A head below the persisted version is accepted.
     pub(crate) version_floor: bool,
@@ -512,88 +625,9 @@ pub(crate) fn verify_skipping(
             found: head_m.manifest.id.clone(),
         });
     }
-    let mut prev: Option<&SignedManifest> = None;
-    for m in chain {
-        if !skips.signatures {
-            check_signature(policy, m)?;
-        }
-        let id = &m.manifest.id;
-        if let Some(bad) = m.manifest.files.keys().find(|p| !is_safe_path(p)) {
-            return Err(VerifyError::UnsafePath {
-                id: id.clone(),
-                path: bad.clone(),
-            });
-        }
-        let expected_id = format!(
-            "snap-{}-{}",
-            m.manifest.version,
-            &content_digest(&m.manifest.files)[..8]
-        );
-        if *id != expected_id {
-            return Err(VerifyError::Malformed {
-                id: id.clone(),
-                what: format!("id does not match its content, expected {expected_id}"),
-            });
-        }
-        match (prev, &m.manifest.parent) {
-            (None, None) => {
-                if m.manifest.version != 1 {
-                    return Err(VerifyError::BrokenLink {
-                        id: id.clone(),
-                        expected: "the chain's first snapshot (version 1)".into(),
-                        found: format!("version {} without a parent", m.manifest.version),
-                    });
-                }
-            }
-            (None, Some(p)) => {
-                return Err(VerifyError::BrokenLink {
-                    id: id.clone(),
-                    expected: "no parent (the chain starts here)".into(),
-                    found: p.id.clone(),
-                })
-            }
-            (Some(pm), link) => {
-                let want = ParentRef {
-                    id: pm.manifest.id.clone(),
-                    digest: digest(pm),
-                };
-                if link.as_ref() != Some(&want) {
-                    return Err(VerifyError::BrokenLink {
-                        id: id.clone(),
-                        expected: format!("{} ({})", want.id, &want.digest[..12]),
-                        found: link.as_ref().map_or("none".into(), |l| {
-                            format!("{} ({})", l.id, &l.digest[..l.digest.len().min(12)])
-                        }),
-                    });
-                }
-                if m.manifest.version != pm.manifest.version + 1 {
-                    return Err(VerifyError::BrokenLink {
-                        id: id.clone(),
-                        expected: format!("version {}", pm.manifest.version + 1),
-                        found: format!("version {}", m.manifest.version),
-                    });
-                }
-            }
-        }
-        if let Some((v, d)) = &policy.state.highest {
-            if m.manifest.version == *v && digest(m) != *d {
-                return Err(VerifyError::Fork {
-                    id: id.clone(),
-                    version: *v,
-                    found: digest(m),
-                    trusted: d.clone(),
-                });
-            }
-        }
-        prev = Some(m);
-    }
     let hm = &head_m.manifest;
-    if let Some((v, _)) = policy
-        .state
-        .highest
-        .as_ref()
-        .filter(|_| !skips.version_floor)
-    {
+    let floor = policy.state.highest.as_ref();
+    if let Some((v, _)) = floor.filter(|_| !skips.version_floor) {
         if hm.version < *v {
             return Err(VerifyError::Rollback {
                 id: hm.id.clone(),
@@ -601,6 +635,43 @@ pub(crate) fn verify_skipping(
                 highest: *v,
             });
         }
+    }
+    let mut signatures = 0;
+    if !skips.signatures {
+        check_signature(policy, head_m)?;
+        signatures += 1;
+    }
+    // From the head down: each manifest is vouched for by the verified one above it.
+    let mut links = 0;
+    let mut from_version = hm.version;
+    for i in (0..chain.len()).rev() {
+        let m = &chain[i];
+        if let Some((v, d)) = floor {
+            if m.manifest.version == *v {
+                let found = digest(m);
+                if found != *d {
+                    return Err(VerifyError::Fork {
+                        id: m.manifest.id.clone(),
+                        version: *v,
+                        found,
+                        trusted: d.clone(),
+                    });
+                }
+                // Trusted before, with everything below it.
+                from_version = *v;
+                break;
+            }
+        }
+        if !skips.signatures {
+            check_key(policy, m)?;
+        }
+        check_content(m)?;
+        from_version = m.manifest.version;
+        match i.checked_sub(1) {
+            Some(below) => check_link(m, &chain[below])?,
+            None => check_genesis(m)?,
+        }
+        links += 1;
     }
     if policy.now > hm.expires_at {
         return Err(VerifyError::Expired {
@@ -618,6 +689,8 @@ pub(crate) fn verify_skipping(
         state: TrustState {
             highest: Some((hm.version, d)),
         },
+        from_version,
+        work: VerifyWork { signatures, links },
     })
 }
 
@@ -718,5 +791,192 @@ mod tests {
         assert_eq!(swapped.manifest.manifest.id, good.manifest.manifest.id);
         let err = restore(&swapped, &verified).unwrap_err();
         assert!(matches!(err, VerifyError::Malformed { .. }), "{err:?}");
+    }
+
+    /// A chain of `len` snapshots under `key` and its head's bundle.
+    fn chain(key: &SnapshotKey, len: u64) -> (Vec<SignedManifest>, Bundle) {
+        let mut manifests: Vec<SignedManifest> = Vec::new();
+        let mut head = None;
+        for v in 1..=len {
+            let b = create(
+                key,
+                files(&v.to_string()),
+                manifests.last(),
+                1,
+                Millis(v),
+                Millis(1_000_000),
+            )
+            .unwrap();
+            manifests.push(b.manifest.clone());
+            head = Some(b);
+        }
+        (manifests, head.unwrap())
+    }
+
+    fn policy(key: &SnapshotKey, trusted: Option<&SignedManifest>) -> VerifyPolicy {
+        VerifyPolicy {
+            trusted: key.public(),
+            state: TrustState {
+                highest: trusted.map(|m| (m.manifest.version, digest(m))),
+            },
+            now: Millis(10_000),
+        }
+    }
+
+    /// Re-signs `m` with `key` after `f` changed it.
+    fn resign(key: &SnapshotKey, m: &mut SignedManifest) {
+        use base64::Engine;
+        m.signature = base64::engine::general_purpose::STANDARD
+            .encode(key.sign_bytes(&signed_bytes(&m.manifest)));
+    }
+
+    #[test]
+    fn a_follower_sync_costs_the_same_at_any_chain_length() {
+        let key = SnapshotKey::from_seed([1; 32]);
+        for len in [3, 30, 300] {
+            let (c, head) = chain(&key, len);
+            // Trusting the version two below the head: two new links to check.
+            let sync = verify(&policy(&key, Some(&c[c.len() - 3])), &c, &head).unwrap();
+            assert_eq!(
+                sync.work,
+                VerifyWork {
+                    signatures: 1,
+                    links: 2
+                },
+                "chain of {len}"
+            );
+            assert_eq!(sync.from_version, len - 2);
+            assert_eq!(sync.vouched(&c).len(), 3);
+            // Nothing trusted yet: every link down to the first, still one signature.
+            let full = verify(&policy(&key, None), &c, &head).unwrap();
+            assert_eq!(
+                full.work,
+                VerifyWork {
+                    signatures: 1,
+                    links: len as u32
+                }
+            );
+            assert_eq!(full.from_version, 1);
+            assert_eq!(full.vouched(&c).len(), c.len());
+            assert_eq!(sync.state, full.state);
+        }
+    }
+
+    #[test]
+    fn an_altered_inner_manifest_is_refused_though_only_the_head_is_signed() {
+        let key = SnapshotKey::from_seed([1; 32]);
+        let (mut c, head) = chain(&key, 6);
+        c[2].manifest.token = 99;
+        let err = verify(&policy(&key, None), &c, &head).unwrap_err();
+        assert!(
+            matches!(&err, VerifyError::BrokenLink { id, .. } if *id == c[3].manifest.id),
+            "{err:?}"
+        );
+        // Above a trusted version as well.
+        let err = verify(&policy(&key, Some(&c[1])), &c, &head).unwrap_err();
+        assert!(matches!(err, VerifyError::BrokenLink { .. }), "{err:?}");
+        // An inner signature swapped for another is part of the digest too.
+        let (mut c, head) = chain(&key, 6);
+        c[2].signature = c[1].signature.clone();
+        let err = verify(&policy(&key, None), &c, &head).unwrap_err();
+        assert!(matches!(err, VerifyError::BrokenLink { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn an_altered_inner_content_digest_is_refused() {
+        let key = SnapshotKey::from_seed([1; 32]);
+        let (mut c, head) = chain(&key, 6);
+        let entry = c[3].manifest.files.get_mut("state.json").unwrap();
+        entry.sha256 = sha256_hex(b"forged");
+        let err = verify(&policy(&key, Some(&c[0])), &c, &head).unwrap_err();
+        assert!(
+            matches!(&err, VerifyError::BrokenLink { id, .. } if *id == c[4].manifest.id),
+            "{err:?}"
+        );
+        // The head's own content is checked byte for byte against its signed entries.
+        let (c, mut head) = chain(&key, 6);
+        head.files.insert("state.json".into(), b"forged".to_vec());
+        let err = verify(&policy(&key, Some(&c[4])), &c, &head).unwrap_err();
+        assert!(matches!(err, VerifyError::FileMismatch { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_head_resigned_over_a_forged_parent_is_refused() {
+        let key = SnapshotKey::from_seed([1; 32]);
+        let attacker = SnapshotKey::from_seed([2; 32]);
+        let (mut c, mut head) = chain(&key, 6);
+        // The parent forged (and re-signed by the attacker), the head re-linked to it.
+        c[4].manifest.token = 99;
+        resign(&attacker, &mut c[4]);
+        head.manifest.manifest.parent = Some(ParentRef {
+            id: c[4].manifest.id.clone(),
+            digest: digest(&c[4]),
+        });
+        // Re-signed by the attacker under the trusted key's id: the signature fails.
+        resign(&attacker, &mut head.manifest);
+        c[5] = head.manifest.clone();
+        let err = verify(&policy(&key, Some(&c[3])), &c, &head).unwrap_err();
+        assert!(matches!(err, VerifyError::BadSignature { .. }), "{err:?}");
+        // Under the attacker's own key id: an untrusted key.
+        head.manifest.manifest.key_id = attacker.public().key_id();
+        resign(&attacker, &mut head.manifest);
+        c[5] = head.manifest.clone();
+        let err = verify(&policy(&key, None), &c, &head).unwrap_err();
+        assert!(matches!(err, VerifyError::UntrustedKey { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_head_below_the_trusted_version_or_off_its_digest_is_refused() {
+        let key = SnapshotKey::from_seed([1; 32]);
+        let (c, _) = chain(&key, 6);
+        let (older, older_head) = chain(&key, 4);
+        let err = verify(&policy(&key, Some(&c[4])), &older, &older_head).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VerifyError::Rollback {
+                    version: 4,
+                    highest: 5,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // Another chain through the trusted version: a fork, though every link holds.
+        let mut forked: Vec<SignedManifest> = c[..3].to_vec();
+        let mut fork_head = None;
+        for v in 4..=6u64 {
+            let b = create(
+                &key,
+                files("fork"),
+                forked.last(),
+                2,
+                Millis(v),
+                Millis(1_000_000),
+            )
+            .unwrap();
+            forked.push(b.manifest.clone());
+            fork_head = Some(b);
+        }
+        let err = verify(&policy(&key, Some(&c[4])), &forked, &fork_head.unwrap()).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::Fork { version: 5, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_sync_does_not_read_below_the_trusted_version() {
+        // What was trusted is not re-verified: bytes below it are not read at all, and
+        // the verdict says which manifests it vouched for.
+        let key = SnapshotKey::from_seed([1; 32]);
+        let (mut c, head) = chain(&key, 6);
+        c[1].manifest.token = 99;
+        let v = verify(&policy(&key, Some(&c[3])), &c, &head).unwrap();
+        assert_eq!(v.from_version, 4);
+        let vouched: Vec<u64> = v.vouched(&c).iter().map(|m| m.manifest.version).collect();
+        assert_eq!(vouched, vec![4, 5, 6]);
+        assert_eq!(id_version(&c[2].manifest.id), Some(3));
+        assert_eq!(id_version("snap-x-1"), None);
     }
 }

@@ -260,14 +260,35 @@ pub(crate) fn probe_event(node: NodeId, dash: Option<&Dashboard>) -> Event {
     }
 }
 
-/// The node that last answered an update, if any did.
-pub(crate) fn answered_by(h: &History, update_id: i64) -> Option<NodeId> {
-    h.iter().rev().find_map(|e| match &e.event {
-        Event::ChatReplied {
-            update_id: u, node, ..
-        } if *u == update_id => Some(*node),
-        _ => None,
-    })
+/// Who last answered each update, read from the history once. Why: the drill runner
+/// asks after every probe while it waits for an answer, and scanning the whole history
+/// each time made a long wait quadratic (issue 19's mutated input `scenario-19-19716`, a
+/// chat step waiting hours for an answer: 50 s).
+#[derive(Debug, Default)]
+pub(crate) struct Replies {
+    /// How many history entries have been read.
+    scanned: usize,
+    by_update: BTreeMap<i64, NodeId>,
+}
+
+impl Replies {
+    /// The node that last answered an update, if any did.
+    pub(crate) fn answered_by(&mut self, h: &History, update_id: i64) -> Option<NodeId> {
+        if self.scanned > h.entries.len() {
+            // Another history (it only grows otherwise): read it from the start.
+            *self = Replies::default();
+        }
+        for e in &h.entries[self.scanned..] {
+            if let Event::ChatReplied {
+                update_id: u, node, ..
+            } = &e.event
+            {
+                self.by_update.insert(*u, *node);
+            }
+        }
+        self.scanned = h.entries.len();
+        self.by_update.get(&update_id).copied()
+    }
 }
 
 /// Telegram records a reply when it arrives; the world also knows when it was sent, and

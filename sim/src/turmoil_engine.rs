@@ -69,8 +69,8 @@
 //!   written (its host is restarted); the fast engine delivers it.
 
 use crate::shared::{
-    answered_by, bootstrap_manifest, derive_seed, file_hashes, new_store, node_config, probe_event,
-    publish_genesis, stamp_sent, store_request, Conditions, RestartBackoff,
+    bootstrap_manifest, derive_seed, file_hashes, new_store, node_config, probe_event,
+    publish_genesis, stamp_sent, store_request, Conditions, Replies, RestartBackoff,
 };
 use crate::world::{
     NodeClock, WorldConfig, EPOCH_WALL, FOREIGN_POLL_EVERY, OPERATOR_CHAT, STOP_GRACE,
@@ -1006,6 +1006,8 @@ pub struct TurmoilWorld {
     /// The one-way cuts currently set on turmoil's links.
     applied: BTreeSet<(Endpoint, Endpoint)>,
     tick: Millis,
+    /// Who answered which update, kept up with the history.
+    replies: std::cell::RefCell<Replies>,
 }
 
 impl TurmoilWorld {
@@ -1097,6 +1099,7 @@ impl TurmoilWorld {
             steps: 0,
             applied: BTreeSet::new(),
             tick,
+            replies: Default::default(),
         };
         for svc in Svc::ALL {
             let lent = w.lent.clone();
@@ -1370,7 +1373,9 @@ impl TurmoilWorld {
 
     /// Whether some node has answered this update.
     pub fn answered_by(&self, update_id: i64) -> Option<NodeId> {
-        answered_by(self.history(), update_id)
+        self.replies
+            .borrow_mut()
+            .answered_by(self.history(), update_id)
     }
 
     // ------------------------------------------------------------------ faults

@@ -14,8 +14,8 @@
 //! error and its wall clock adds its offset.
 
 use crate::shared::{
-    answered_by, bootstrap_manifest, derive_seed, file_hashes, new_store, node_config, probe_event,
-    publish_genesis, stamp_sent, store_request, Conditions, RestartBackoff,
+    bootstrap_manifest, derive_seed, file_hashes, new_store, node_config, probe_event,
+    publish_genesis, stamp_sent, store_request, Conditions, Replies, RestartBackoff,
 };
 use lifeboat_model::bootstrap::BootstrapManifest;
 use lifeboat_model::fault::Fault;
@@ -31,6 +31,7 @@ use lifeboat_model::telegram::BotApi;
 use lifeboat_model::time::Millis;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
@@ -227,6 +228,8 @@ pub struct World {
     wakes: BTreeMap<Millis, u32>,
     rng: ChaCha8Rng,
     history: History,
+    /// Who answered which update, kept up with the history.
+    replies: RefCell<Replies>,
     service_key: SnapshotKey,
     effects: Vec<Effect>,
     events_processed: u64,
@@ -240,7 +243,7 @@ impl World {
     /// snapshot; blank nodes get nothing. No process runs until [`World::start`].
     pub fn new(cfg: WorldConfig) -> World {
         assert!(!cfg.nodes.is_empty(), "a world needs at least one node");
-        // Followers re-verify the same manifests all drill long; see the function's doc.
+        // Followers re-verify the same head all drill long; see the function's doc.
         lifeboat_model::snapshot::memoize_signature_checks();
         let service_key = SnapshotKey::from_seed(derive_seed(cfg.seed, "service-key"));
         let attacker = SnapshotKey::from_seed(derive_seed(cfg.seed, "attacker-key"));
@@ -259,6 +262,7 @@ impl World {
             wakes: BTreeMap::new(),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             history: History::new(),
+            replies: RefCell::default(),
             service_key,
             effects: Vec::new(),
             events_processed: 0,
@@ -864,7 +868,9 @@ impl World {
 
     /// Whether some node has answered this update.
     pub fn answered_by(&self, update_id: i64) -> Option<NodeId> {
-        answered_by(&self.history, update_id)
+        self.replies
+            .borrow_mut()
+            .answered_by(&self.history, update_id)
     }
 
     // ------------------------------------------------------------------ faults
