@@ -261,6 +261,7 @@ const CAP: u64 = 2_000;
 struct Catch {
     cases: Option<u64>,
     cpu: f64,
+    seed: Option<u64>,
 }
 
 /// Runs stream `stream` for `mutant` until its first catch or `cap` cases. Case `i` of
@@ -278,6 +279,7 @@ fn catch_stream(p: &Pinned, stream: u64, cap: u64) -> Catch {
     Catch {
         cases,
         cpu: thread_cpu_seconds() - start,
+        seed: cases.map(|n| base + n - 1),
     }
 }
 
@@ -331,8 +333,8 @@ fn time_to_catch() {
     let mut results = results.into_inner().unwrap();
     results.sort_by_key(|(i, _)| *i);
     println!("{streams} streams per mutant, at most {cap} cases each");
-    println!("| mutant | invariant | cases min / median / max | CPU s min / median / max | streams not caught in {cap} |");
-    println!("|---|---|---|---|---|");
+    println!("| mutant | invariant | cases min / median / max | CPU s min / median / max | streams not caught in {cap} | first catch of stream 0 (pinned seed) |");
+    println!("|---|---|---|---|---|---|");
     for (i, catches) in results {
         let p = todo[i];
         let cases = min_median_max(
@@ -351,7 +353,7 @@ fn time_to_catch() {
             }
         };
         println!(
-            "| {} | {} | {} / {} / {} | {:.2} / {:.2} / {:.2} | {} |",
+            "| {} | {} | {} / {} / {} | {:.2} / {:.2} / {:.2} | {} | {} |",
             p.mutant,
             p.invariant,
             miss(cases.0),
@@ -360,7 +362,10 @@ fn time_to_catch() {
             cpu.0,
             cpu.1,
             cpu.2,
-            missed
+            missed,
+            catches[0]
+                .seed
+                .map_or_else(|| "-".to_string(), |s| s.to_string())
         );
     }
 }

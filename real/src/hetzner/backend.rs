@@ -804,7 +804,9 @@ impl RealBackend {
                     self.run_id
                 ));
                 let keep_id = promoted.and_then(|p| self.nodes[&p].server);
-                let d = self.delete_run_servers(&client, keep_id, &mut problems).await;
+                let d = self
+                    .delete_run_servers(&client, keep_id, &mut problems)
+                    .await;
                 if d.is_complete() {
                     for (n, x) in self.nodes.iter_mut() {
                         if Some(*n) != promoted {
