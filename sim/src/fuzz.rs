@@ -174,6 +174,8 @@ pub fn random_plan(seed: u64, profile: &Profile, max_faults: usize) -> FaultPlan
     let mut faults: Vec<PlannedFault> = Vec::with_capacity(count);
     if count >= 2 && rng.random_bool(0.5) {
         faults.extend(handover_motif(&mut rng, profile));
+    } else if count >= 3 && rng.random_bool(0.5) {
+        faults.extend(lossy_takeover_motif(&mut rng, profile));
     }
     while faults.len() < count {
         let kind = kinds[rng.random_range(0..kinds.len())];
@@ -254,6 +256,51 @@ fn handover_motif(rng: &mut ChaCha8Rng, profile: &Profile) -> [PlannedFault; 2] 
         PlannedFault {
             at: stop,
             fault: Fault::Stop { node },
+            duration: Millis(rng.random_range(500..=MAX_FAULT.0)),
+        },
+    ]
+}
+
+/// The leader lost while the lease store is slow and lossy: followers' reads fail and
+/// arm retries, answers take long, so a candidacy overlaps reads and retries armed before
+/// it began; whatever answers an earlier candidacy left behind arrive during a later one.
+fn lossy_takeover_motif(rng: &mut ChaCha8Rng, profile: &Profile) -> [PlannedFault; 3] {
+    let max_latency = match profile {
+        Profile::Fenced(p) => p.max_latency.saturating_sub(Millis(40)),
+        Profile::OpentridentV1(_) => Millis(2000),
+    };
+    let at = Millis(rng.random_range(FAULT_START.0..FAULT_PHASE.0 - 30_000));
+    let duration = Millis(rng.random_range(10_000..30_000));
+    let node = if rng.random_bool(0.75) {
+        NODES[0]
+    } else {
+        NODES[rng.random_range(0..3usize)]
+    };
+    let lose = [
+        Fault::Kill { node },
+        Fault::Crash { node },
+        Fault::Stop { node },
+        Fault::Pause { node },
+    ][rng.random_range(0..4usize)]
+    .clone();
+    [
+        PlannedFault {
+            at,
+            fault: Fault::Latency {
+                extra: Millis(rng.random_range(max_latency.0 / 4..=max_latency.0.max(1))),
+            },
+            duration,
+        },
+        PlannedFault {
+            at,
+            fault: Fault::Loss {
+                percent: rng.random_range(10..=30),
+            },
+            duration,
+        },
+        PlannedFault {
+            at: at + Millis(rng.random_range(0..duration.0 / 2)),
+            fault: lose,
             duration: Millis(rng.random_range(500..=MAX_FAULT.0)),
         },
     ]
