@@ -39,57 +39,57 @@ const PINNED: [Pinned; 12] = [
     Pinned {
         mutant: Mutant::StoreNoTokenCheck,
         invariant: Invariant::LeaderExclusive,
-        seed: Some(358),
+        seed: Some(2015),
     },
     Pinned {
         mutant: Mutant::StoreNoChildCheck,
         invariant: Invariant::ChainIntact,
-        seed: Some(70),
+        seed: Some(187),
     },
     Pinned {
         mutant: Mutant::NoStepDown,
         invariant: Invariant::LeaderExclusive,
-        seed: Some(3),
+        seed: Some(9),
     },
     Pinned {
         mutant: Mutant::WallClockLease,
         invariant: Invariant::LeaderExclusive,
-        seed: Some(37),
+        seed: Some(659),
     },
     Pinned {
         mutant: Mutant::PollWithoutLease,
         invariant: Invariant::PollExclusive,
-        seed: Some(15),
+        seed: Some(9),
     },
     Pinned {
         mutant: Mutant::OffsetBeforeReplies,
         invariant: Invariant::ChatAnswered,
-        seed: Some(0),
+        seed: Some(40),
     },
     Pinned {
         mutant: Mutant::RepliesAfterStepDown,
         invariant: Invariant::ChatAnswered,
-        seed: Some(80),
+        seed: Some(40),
     },
     Pinned {
         mutant: Mutant::NoSignatureCheck,
         invariant: Invariant::TamperRefused,
-        seed: Some(19),
+        seed: Some(100),
     },
     Pinned {
         mutant: Mutant::NoVersionFloor,
         invariant: Invariant::TamperRefused,
-        seed: Some(65),
+        seed: Some(45),
     },
     Pinned {
         mutant: Mutant::NoManifestHeadCheck,
         invariant: Invariant::TamperRefused,
-        seed: Some(3),
+        seed: Some(38),
     },
     Pinned {
         mutant: Mutant::LeaseBackBeforeLastPoll,
         invariant: Invariant::PollExclusive,
-        seed: Some(11041493),
+        seed: Some(8),
     },
     Pinned {
         mutant: Mutant::StaleCandidacyAnswers,
