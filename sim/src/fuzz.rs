@@ -159,8 +159,10 @@ pub const CHAT_EVERY: Millis = Millis(20_000);
 /// fault kinds and a random intensity (how long its faults last), so that a case is not
 /// always the same average mix in which the rarer interactions drown; across many cases
 /// every kind still appears, alone and in company. Start times are biased toward the
-/// moments where the protocol decides something ([`biased_start`]), and a case
-/// carries a handover under a latency drop (one in two with room for it) ([`handover_motif`]).
+/// moments where the protocol decides something ([`biased_start`]). Half the cases with
+/// room for two faults carry a handover under a latency drop ([`handover_motif`]); half
+/// of the others with room for three, a leader lost on a slow, lossy network
+/// ([`lossy_takeover_motif`]).
 pub fn random_plan(seed: u64, profile: &Profile, max_faults: usize) -> FaultPlan {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_f00d);
     let mut kinds: Vec<usize> = (0..FAULT_KINDS).filter(|_| rng.random_bool(0.5)).collect();
