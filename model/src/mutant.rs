@@ -34,7 +34,9 @@ pub enum Mutant {
     NoManifestHeadCheck,
     /// A graceful stop hands the lease back at once, with its last poll still in flight.
     LeaseBackBeforeLastPoll,
-    /// Lease answers for an earlier candidacy are taken for the current one.
+    /// Lease answers for an earlier candidacy are taken for the current one, and a retry
+    /// armed before a candidacy may end it (the second guard: without it no answer of an
+    /// earlier candidacy is still awaited when a new one begins; `docs/mutants.md`).
     StaleCandidacyAnswers,
 }
 

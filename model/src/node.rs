@@ -895,7 +895,12 @@ impl Node {
                 Role::Restoring => self.fetch(None, FetchPurpose::Bootstrap, out),
                 Role::Follower | Role::Booting => self.fenced_follow(clock, p, "retrying", out),
                 // A candidacy ends by its own answers or their timeouts, never by a retry
-                // armed before it began.
+                // armed before it began. (The stale-candidacy mutant lets it end one, as
+                // before the crossed-grants fix: the term check alone then stands between
+                // the new candidacy and the old one's answers.)
+                Role::Candidate if mutant!(p, StaleCandidacyAnswers) => {
+                    self.fenced_follow(clock, p, "retrying", out)
+                }
                 Role::Candidate => {}
                 Role::Leader if self.publish_owed => {
                     self.fetch(None, FetchPurpose::Rebase, out);

@@ -149,22 +149,163 @@ pub fn make_fault(kind: usize, n: u64, m: u64, profile: &Profile) -> Fault {
     }
 }
 
+/// The interval between the operator's chats in a case: polls and replies are in flight
+/// just after each one.
+pub const CHAT_EVERY: Millis = Millis(20_000);
+
 /// Draws a plan of up to `max_faults` faults from `seed`.
+///
+/// Swarm testing (as TigerBeetle's VOPR does): each case enables a random subset of the
+/// fault kinds and a random intensity (how long its faults last), so that a case is not
+/// always the same average mix in which the rarer interactions drown; across many cases
+/// every kind still appears, alone and in company. Start times are biased toward the
+/// moments where the protocol decides something ([`biased_start`]). Half the cases with
+/// room for two faults carry a handover under a latency drop ([`handover_motif`]); half
+/// of the others with room for three, a leader lost on a slow, lossy network
+/// ([`lossy_takeover_motif`]).
 pub fn random_plan(seed: u64, profile: &Profile, max_faults: usize) -> FaultPlan {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_f00d);
+    let mut kinds: Vec<usize> = (0..FAULT_KINDS).filter(|_| rng.random_bool(0.5)).collect();
+    if kinds.is_empty() {
+        kinds.push(rng.random_range(0..FAULT_KINDS));
+    }
+    // Intensity: short faults exercise quick flaps around renewals, long ones outlast the
+    // lease and force takeovers.
+    let longest = [2_000, 12_000, MAX_FAULT.0][rng.random_range(0..3usize)];
     let count = rng.random_range(0..=max_faults);
-    let mut faults: Vec<PlannedFault> = (0..count)
-        .map(|_| {
-            let kind = rng.random_range(0..FAULT_KINDS);
-            PlannedFault {
-                at: Millis(rng.random_range(FAULT_START.0..FAULT_PHASE.0)),
-                fault: make_fault(kind, rng.random(), rng.random(), profile),
-                duration: Millis(rng.random_range(500..=MAX_FAULT.0)),
-            }
-        })
-        .collect();
+    let mut faults: Vec<PlannedFault> = Vec::with_capacity(count);
+    if count >= 2 && rng.random_bool(0.5) {
+        faults.extend(handover_motif(&mut rng, profile));
+    } else if count >= 3 && rng.random_bool(0.5) {
+        faults.extend(lossy_takeover_motif(&mut rng, profile));
+    }
+    while faults.len() < count {
+        let kind = kinds[rng.random_range(0..kinds.len())];
+        let at = biased_start(&mut rng, profile, faults.last());
+        faults.push(PlannedFault {
+            at,
+            fault: make_fault(kind, rng.random(), rng.random(), profile),
+            duration: Millis(rng.random_range(500..=longest)),
+        });
+    }
     faults.sort_by_key(|f| f.at);
     FaultPlan { faults }
+}
+
+/// A fault's start, biased toward the moments that matter: just after a chat (a reply and
+/// the next poll in flight), when the previous fault heals (a second change landing on a
+/// recovering cluster), while it is in place, or about when a leader it cut off would step
+/// down (a safe lease later). Half the starts stay uniform over the safety phase.
+fn biased_start(rng: &mut ChaCha8Rng, profile: &Profile, prev: Option<&PlannedFault>) -> Millis {
+    let uniform = |rng: &mut ChaCha8Rng| Millis(rng.random_range(FAULT_START.0..FAULT_PHASE.0));
+    let at = match (rng.random_range(0..8u32), prev) {
+        (0..=3, _) | (6.., None) => uniform(rng),
+        (4 | 5, _) => {
+            let chats = FAULT_PHASE.0 / CHAT_EVERY.0;
+            let chat = rng.random_range(2..chats) * CHAT_EVERY.0;
+            Millis(chat + rng.random_range(0..3_000))
+        }
+        (6, Some(p)) => {
+            let heal = p.at + p.duration;
+            Millis((heal.0 + rng.random_range(0..400)).saturating_sub(200))
+        }
+        (_, Some(p)) => {
+            let step_down = match profile {
+                Profile::Fenced(f) => f.safe_lease(),
+                Profile::OpentridentV1(_) => Millis::secs(10),
+            };
+            if rng.random_bool(0.5) {
+                p.at + Millis(rng.random_range(0..3_000))
+            } else {
+                Millis((p.at + step_down).0 + rng.random_range(0..2_000))
+                    .saturating_sub(Millis(1_000))
+            }
+        }
+    };
+    at.max(FAULT_START).min(FAULT_PHASE - Millis(1))
+}
+
+/// A graceful stop of (most likely) the leader just as a latency fault heals, timed to a
+/// poll in flight: a chat at `C` reaches the leader's open poll, its answer, the reply and
+/// the reply's answer take three one-way latencies `L`, so the next poll leaves at about
+/// `C + 3L` and lands at `C + 4L`. The latency heals and the stop comes in between, so
+/// the takeover the stop starts runs at normal speed while that poll is still on its way:
+/// a handover that does not wait for it lets it land after the next leader's poll and end
+/// it with 409.
+fn handover_motif(rng: &mut ChaCha8Rng, profile: &Profile) -> [PlannedFault; 2] {
+    let max_latency = match profile {
+        Profile::Fenced(p) => p.max_latency.saturating_sub(Millis(40)),
+        Profile::OpentridentV1(_) => Millis(2000),
+    };
+    let extra = rng.random_range(max_latency.0 / 2..=max_latency.0.max(1));
+    let chats = FAULT_PHASE.0 / CHAT_EVERY.0;
+    let chat = rng.random_range(2..chats - 1) * CHAT_EVERY.0;
+    let stop = Millis(chat + 3 * extra + rng.random_range(60..=60 + extra / 3));
+    let at = Millis(chat - rng.random_range(1_000..10_000));
+    let node = if rng.random_bool(0.75) {
+        NODES[0]
+    } else {
+        NODES[rng.random_range(0..3usize)]
+    };
+    [
+        PlannedFault {
+            at,
+            fault: Fault::Latency {
+                extra: Millis(extra),
+            },
+            duration: stop - at,
+        },
+        PlannedFault {
+            at: stop,
+            fault: Fault::Stop { node },
+            duration: Millis(rng.random_range(500..=MAX_FAULT.0)),
+        },
+    ]
+}
+
+/// The leader lost while the lease store is slow and lossy: followers' reads fail and
+/// arm retries, answers take long, so a candidacy overlaps reads and retries armed before
+/// it began; whatever answers an earlier candidacy left behind arrive during a later one.
+fn lossy_takeover_motif(rng: &mut ChaCha8Rng, profile: &Profile) -> [PlannedFault; 3] {
+    let max_latency = match profile {
+        Profile::Fenced(p) => p.max_latency.saturating_sub(Millis(40)),
+        Profile::OpentridentV1(_) => Millis(2000),
+    };
+    let at = Millis(rng.random_range(FAULT_START.0..FAULT_PHASE.0 - 30_000));
+    let duration = Millis(rng.random_range(10_000..30_000));
+    let node = if rng.random_bool(0.75) {
+        NODES[0]
+    } else {
+        NODES[rng.random_range(0..3usize)]
+    };
+    let lose = [
+        Fault::Kill { node },
+        Fault::Crash { node },
+        Fault::Stop { node },
+        Fault::Pause { node },
+    ][rng.random_range(0..4usize)]
+    .clone();
+    [
+        PlannedFault {
+            at,
+            fault: Fault::Latency {
+                extra: Millis(rng.random_range(max_latency.0 / 4..=max_latency.0.max(1))),
+            },
+            duration,
+        },
+        PlannedFault {
+            at,
+            fault: Fault::Loss {
+                percent: rng.random_range(10..=30),
+            },
+            duration,
+        },
+        PlannedFault {
+            at: at + Millis(rng.random_range(0..duration.0 / 2)),
+            fault: lose,
+            duration: Millis(rng.random_range(500..=MAX_FAULT.0)),
+        },
+    ]
 }
 
 fn step(action: Action) -> Step {
@@ -344,4 +485,66 @@ pub fn run_case(seed: u64, profile: &Profile, plan: &FaultPlan, engine: Engine) 
     // fail is the closing liveness chat: the runner's verdict is the case's verdict.
     let report = run_scenario(&scenario, engine, None, None, &mut |_| {});
     CaseOutcome { scenario, report }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_model::profile::ProfileName;
+
+    /// Swarm testing must not starve any kind: over 2,000 drawn plans every fault kind
+    /// appears (counted by `make_fault`'s index, recovered from the fault's own kind).
+    #[test]
+    fn every_fault_kind_appears_across_drawn_plans() {
+        for name in [ProfileName::Fenced, ProfileName::OpentridentV1] {
+            let profile = Profile::default_for(name);
+            let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+            for seed in 0..2_000 {
+                for f in random_plan(seed, &profile, 8).faults {
+                    *seen.entry(kind_name(&f.fault)).or_default() += 1;
+                    assert!(f.at >= FAULT_START && f.at < FAULT_PHASE, "{f:?}");
+                }
+            }
+            let mut all: BTreeMap<String, u64> = BTreeMap::new();
+            for kind in 0..FAULT_KINDS {
+                for m in 0..8 {
+                    all.insert(kind_name(&make_fault(kind, m, m, &profile)), 0);
+                }
+            }
+            for kind in all.keys() {
+                assert!(
+                    seen.get(kind).copied().unwrap_or(0) >= 20,
+                    "{kind} drawn {:?} times in 2,000 plans: {seen:?}",
+                    seen.get(kind)
+                );
+            }
+        }
+    }
+
+    /// The fault's kind as written in scenario files (`kind = "…"`), one-way partitions
+    /// told apart by direction so both of `make_fault`'s shapes are counted.
+    fn kind_name(f: &Fault) -> String {
+        let value = serde_json::to_value(f).unwrap_or_default();
+        let kind = value["kind"].as_str().unwrap_or("?").to_string();
+        match f {
+            Fault::PartitionOneway {
+                from: Endpoint::Node(_),
+                ..
+            } => format!("{kind} from a node"),
+            Fault::PartitionOneway { .. } => format!("{kind} to a node"),
+            _ => kind,
+        }
+    }
+
+    /// Same seed, same plan: a fuzz run replays case by case from its seed.
+    #[test]
+    fn same_seed_same_plan() {
+        let profile = Profile::default_for(ProfileName::Fenced);
+        for seed in [0, 7, 11_041_493] {
+            assert_eq!(
+                random_plan(seed, &profile, 8),
+                random_plan(seed, &profile, 8)
+            );
+        }
+    }
 }
