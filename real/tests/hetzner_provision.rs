@@ -561,5 +561,5 @@ async fn a_server_kept_as_the_new_primary_leaves_lifeboats_hands() {
     assert_eq!(run.deleted.len(), 1, "{:?}", run.deleted);
     let all = cloud::delete_all(&client).await.unwrap();
     assert!(all.deleted.is_empty(), "{:?}", all.deleted);
-    assert_eq!(double.server_names(), [b.name.clone()]);
+    assert_eq!(double.server_names(), vec![b.name.clone()]);
 }

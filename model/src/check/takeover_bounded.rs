@@ -134,14 +134,12 @@ pub(super) fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) ->
         // of the wait is that fault's.
         let mut end = gap_end;
         if let Some((led, fault)) = retook_but_held(h, &windows, g, gap_end) {
-            if led > start {
-                notes.push(format!(
-                    "node {} led again at {} and was held by {fault} until it served",
-                    g.lost_node.map(|n| n.to_string()).unwrap_or_default(),
-                    t(led)
-                ));
-                end = led;
-            }
+            notes.push(format!(
+                "node {} led again at {} and was held by {fault} until it served",
+                g.lost_node.map(|n| n.to_string()).unwrap_or_default(),
+                t(led)
+            ));
+            end = led.max(start);
         }
         let took = end - start;
         notes.push(format!("{lost}; {outcome}; judged {from}: {}", t(took)));
@@ -179,8 +177,10 @@ pub(super) fn takeover_bounded(h: &History, tl: &Timeline, cfg: &CheckConfig) ->
     )
 }
 
-/// When the lost leader itself served at the end of `g`: the instant it led again
-/// within the gap and a fault in force after that which can hold it from serving.
+/// When the lost leader itself served at the end of `g`: the first instant in the gap at
+/// which it ran again as leader (it won the lease back after a restart, or resumed from a
+/// pause shorter than its lease still holding it), and a fault in force after that which
+/// can hold it from serving.
 fn retook_but_held(
     h: &History,
     windows: &[FaultWindow],
@@ -191,14 +191,40 @@ fn retook_but_held(
     if g.served.as_ref()?.node != lost {
         return None;
     }
-    let led = h.iter().find_map(|e| match &e.event {
-        Event::RoleChanged {
-            node,
-            role: Role::Leader,
-            ..
-        } if *node == lost && e.at > g.lost_at && e.at <= gap_end => Some(e.at),
-        _ => None,
-    })?;
+    // How the loss left it: a pause keeps the role and freezes the process; an exit ends
+    // both; a step-down keeps the process and ends the role.
+    let mut running = !(g.lost_how == "was paused" || g.lost_how.starts_with("exited"));
+    let mut leader = g.lost_how == "was paused";
+    let mut led = None;
+    for e in h.iter() {
+        if e.seq <= g.lost_seq {
+            continue;
+        }
+        if e.at > gap_end {
+            break;
+        }
+        match &e.event {
+            Event::Paused { node } if *node == lost => running = false,
+            Event::Resumed { node } if *node == lost => running = true,
+            Event::ProcessStarted { node, .. } if *node == lost => {
+                running = true;
+                leader = false;
+            }
+            Event::ProcessExited { node, .. } if *node == lost => {
+                running = false;
+                leader = false;
+            }
+            Event::RoleChanged { node, role, .. } if *node == lost => {
+                leader = *role == Role::Leader;
+            }
+            _ => continue,
+        }
+        if running && leader {
+            led = Some(e.at);
+            break;
+        }
+    }
+    let led = led?;
     let only: BTreeSet<NodeId> = [lost].into();
     windows
         .iter()
@@ -350,6 +376,39 @@ mod tests {
         // With nothing holding a, leading at 18 s and first serving at 33 s is late.
         let late = run(Invariant::TakeoverBounded, &gap(false));
         only_violation(&late, &["node a first served as leader at 33.0s", "23.0s"]);
+    }
+
+    /// Fuzz seeds 12088909, 12089918 and 12104657: the leader a, cut off from Telegram,
+    /// is paused for less than its lease and resumes still holding it; nobody else may
+    /// lead while it does, and the cut holds a until it heals.
+    #[test]
+    fn a_paused_leader_that_resumes_holding_its_lease_but_cut_off_is_judged_up_to_its_resume() {
+        let cut = Fault::PartitionOneway {
+            from: Endpoint::Node(n('a')),
+            to: Endpoint::Telegram,
+        };
+        let gap = |cut_a: bool| {
+            let mut events = vec![
+                (0, started('a')),
+                (0, started('b')),
+                (1_000, lead('a', 1, "won")),
+                (2_000, poll('a', 1)),
+                (10_000, paused('a')),
+                (12_000, resumed('a')),
+                (40_000, poll('a', 2)),
+            ];
+            if cut_a {
+                events.push((9_000, fault(cut.clone())));
+                events.push((39_000, heal(cut.clone())));
+                events.sort_by_key(|(at, _)| *at);
+            }
+            hist(events)
+        };
+        let r = run(Invariant::TakeoverBounded, &gap(true));
+        assert!(r.ok(), "a ran as leader again 2 s after the pause: {r:#?}");
+        assert_note(&r, "node a led again at 12.0s and was held by");
+        let late = run(Invariant::TakeoverBounded, &gap(false));
+        only_violation(&late, &["node a first served as leader at 40.0s", "30.0s"]);
     }
 
     #[test]
