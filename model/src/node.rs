@@ -341,6 +341,9 @@ pub struct Node {
     batch_next: Option<i64>,
     /// When the open poll was sent (monotonic).
     poll_sent: Millis,
+    /// When the last reply was sent (monotonic), for a graceful stop with replies still
+    /// on their way.
+    reply_sent: Millis,
 }
 
 impl Node {
@@ -377,6 +380,7 @@ impl Node {
             term: 0,
             batch_next: None,
             poll_sent: Millis::ZERO,
+            reply_sent: Millis::ZERO,
         }
     }
 
@@ -973,11 +977,20 @@ impl Node {
                 // first and be ended by ours with 409. The lease's own expiry never allows
                 // that (polls end before the safe lease does); a handover must not either:
                 // stop acting now, hand the lease back once that poll has surely arrived.
-                let wait = if self.polling && !mutant!(p, LeaseBackBeforeLastPoll) {
-                    (self.poll_sent + p.poll_landed_after()).saturating_sub(clock.mono)
-                } else {
-                    Millis::ZERO
-                };
+                // So too for replies still on their way: one landing after the next
+                // leader answered the same update would be a second answer from a node
+                // that no longer leads (fuzz seeds 13011102 and others, the handover motif).
+                let mut wait = Millis::ZERO;
+                if !mutant!(p, LeaseBackBeforeLastPoll) {
+                    if self.polling {
+                        wait = (self.poll_sent + p.poll_landed_after()).saturating_sub(clock.mono);
+                    }
+                    if self.replies_pending > 0 {
+                        wait = wait.max(
+                            (self.reply_sent + p.poll_landed_after()).saturating_sub(clock.mono),
+                        );
+                    }
+                }
                 if wait > Millis::ZERO && self.lease.is_some() {
                     self.set_role(
                         Role::Stopped,
@@ -1268,6 +1281,9 @@ impl Node {
                 self.cycle_status = "live".into();
                 for u in &updates {
                     self.reply(u, out);
+                }
+                if !updates.is_empty() {
+                    self.reply_sent = clock.mono;
                 }
                 if let Some(last) = updates.last() {
                     self.batch_next = Some(last.update_id + 1);
