@@ -836,9 +836,20 @@ impl RealBackend {
                     self.run_id
                 ));
                 let keep_id = promoted.and_then(|p| self.nodes[&p].server);
-                let d = self
-                    .delete_run_servers(&client, keep_id, &mut problems)
-                    .await;
+                let d = match cloud::delete_run_except(
+                    &client,
+                    &self.run_id,
+                    keep_id,
+                    self.create_sent,
+                )
+                .await
+                {
+                    Ok(d) => d,
+                    Err(e) => {
+                        problems.push(format!("{e:#}"));
+                        cloud::Deleted::default()
+                    }
+                };
                 if d.is_complete() {
                     for (n, x) in self.nodes.iter_mut() {
                         if Some(*n) != promoted {
@@ -889,41 +900,6 @@ impl RealBackend {
                 cloud::LABEL
             ));
         }
-    }
-
-    /// Deletes every server labelled with this run except `keep`. A creation cut off by
-    /// an interruption may land at the API after the first listing, so the listing is
-    /// repeated until it comes back empty (at most three times, a second apart).
-    async fn delete_run_servers(
-        &self,
-        client: &HetznerClient,
-        keep: Option<i64>,
-        problems: &mut Vec<String>,
-    ) -> cloud::Deleted {
-        let mut all = cloud::Deleted::default();
-        for round in 0..3 {
-            if round > 0 {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            let servers = match cloud::list_run(client, &self.run_id).await {
-                Ok(s) => s,
-                Err(e) => {
-                    problems.push(format!("listing the servers of run {}: {e:#}", self.run_id));
-                    break;
-                }
-            };
-            let doomed: Vec<_> = servers.into_iter().filter(|s| Some(s.id) != keep).collect();
-            if doomed.is_empty() && (round > 0 || !self.create_sent) {
-                break;
-            }
-            let d = cloud::delete_servers(client, doomed).await;
-            all.deleted.extend(d.deleted);
-            all.failed.extend(d.failed);
-            if !all.failed.is_empty() {
-                break;
-            }
-        }
-        all
     }
 
     /// The one-time code of a chat message: six digits from the OS's randomness.
@@ -1116,12 +1092,13 @@ impl Drop for RealBackend {
         // since there may be no runtime to await on here. The faults on them heal by
         // their dead-man's switches, and die with the servers.
         let run = self.run_id.clone();
+        let settle = self.create_sent;
         let _ = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                let _ = rt.block_on(cloud::delete_run(&client, &run));
+                let _ = rt.block_on(cloud::delete_run_except(&client, &run, None, settle));
             }
         })
         .join();

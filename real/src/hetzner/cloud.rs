@@ -635,8 +635,40 @@ pub async fn delete_servers(client: &HetznerClient, servers: Vec<ServerInfo>) ->
 /// Deletes every server of one run (its teardown). A failure to delete one server does
 /// not stop the others; it is listed in [`Deleted::failed`].
 pub async fn delete_run(client: &HetznerClient, run_id: &str) -> anyhow::Result<Deleted> {
-    let servers = list_run(client, run_id).await?;
-    Ok(delete_servers(client, servers).await)
+    delete_run_except(client, run_id, None, false).await
+}
+
+/// Deletes every server of one run but `keep`. With `settle` (a creation request may have
+/// been cut off after the API took it), the listing is repeated a second apart until it
+/// comes back empty, at most three times, since such a server may show only after the
+/// first listing. A failure to delete one server does not stop the others.
+pub async fn delete_run_except(
+    client: &HetznerClient,
+    run_id: &str,
+    keep: Option<i64>,
+    settle: bool,
+) -> anyhow::Result<Deleted> {
+    let mut all = Deleted::default();
+    for round in 0..3 {
+        if round > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let doomed: Vec<ServerInfo> = list_run(client, run_id)
+            .await?
+            .into_iter()
+            .filter(|s| Some(s.id) != keep)
+            .collect();
+        if doomed.is_empty() && (round > 0 || !settle) {
+            break;
+        }
+        let d = delete_servers(client, doomed).await;
+        all.deleted.extend(d.deleted);
+        all.failed.extend(d.failed);
+        if !all.failed.is_empty() || !settle {
+            break;
+        }
+    }
+    Ok(all)
 }
 
 /// Deletes every server lifeboat created, of every run (`lifeboat cleanup --backend
